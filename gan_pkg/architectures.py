@@ -1,0 +1,229 @@
+"""Registry: architecture name -> builder(config) -> (generator, discriminator).
+
+Each builder reproduces its seed's layer stack; sizes come from the config so
+tuning can change them. Discriminators end in a linear unit (a logit): the
+seeds' final sigmoid lives in the loss instead, where it is numerically stable
+and where hinge/WGAN losses can do without it. Parameter counts are unchanged.
+Output layers run in float32 so mixed precision never reaches the images.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import keras
+from keras import layers
+
+from gan_pkg.config import GANConfig
+
+
+def _activation(name: str) -> layers.Layer:
+    # Seeds 000 and 002 use LeakyReLU(0.2); Keras 3's layer default is 0.3.
+    if name == "leaky_relu":
+        return layers.LeakyReLU(negative_slope=0.2)
+    return layers.Activation(name)
+
+
+def _output_activation(config: GANConfig) -> layers.Layer:
+    return layers.Activation("tanh" if config.output_range else "linear", dtype="float32")
+
+
+def _logit() -> layers.Layer:
+    return layers.Dense(1, dtype="float32", name="logit")
+
+
+def _check_lengths(config: GANConfig, *pairs: tuple[str, int]) -> None:
+    for name, expected in pairs:
+        got = len(getattr(config, name))
+        if got != expected:
+            raise ValueError(f"config.{name} has {got} entries; this architecture needs {expected}")
+
+
+def _conv_generator_body(config: GANConfig, x, conv_init=None):
+    """Upsample+conv blocks shared by the DCGAN-style generators."""
+    channels = config.image_shape[-1]
+    filters = list(config.g_filters) + [channels]
+    _check_lengths(config, ("g_kernel_sizes", len(filters)), ("g_upsample", len(filters)))
+    for i, (f, k, up) in enumerate(zip(filters, config.g_kernel_sizes, config.g_upsample)):
+        if up > 1:
+            x = layers.UpSampling2D(size=up)(x)
+        x = layers.Conv2D(f, k, padding="same", kernel_initializer=conv_init or "glorot_uniform")(x)
+        if i == len(filters) - 1:
+            break
+        x = _activation(config.g_activation)(x)
+        if config.g_bn_momentum:
+            x = layers.BatchNormalization(momentum=config.g_bn_momentum)(x)
+    return _output_activation(config)(x)
+
+
+def _check_image_size(config: GANConfig, generator: keras.Model) -> None:
+    got = tuple(generator.output_shape[1:])
+    if got != tuple(config.image_shape):
+        raise ValueError(
+            f"generator makes {got} but image_shape is {tuple(config.image_shape)}: "
+            "g_initial_shape times the product of g_upsample must equal the image size"
+        )
+
+
+def build_dcgan(config: GANConfig):
+    """Seed 000: UpSampling+Conv generator, strided-conv discriminator."""
+    z = keras.Input((config.latent_dim,), name="noise")
+    x = layers.Dense(math.prod(config.g_initial_shape), activation="relu")(z)
+    x = layers.Reshape(config.g_initial_shape)(x)
+    if config.g_bn_momentum:
+        x = layers.BatchNormalization(momentum=config.g_bn_momentum)(x)
+    generator = keras.Model(z, _conv_generator_body(config, x), name="generator")
+    _check_image_size(config, generator)
+
+    _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
+    image = keras.Input(config.image_shape, name="image")
+    x = image
+    last = len(config.d_filters) - 1
+    for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
+        x = layers.Conv2D(f, k, strides=s, padding="same")(x)
+        if i == 1:  # the seed pads 7x7 to 8x8 so the next stride-2 conv halves evenly
+            x = layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
+        x = _activation(config.d_activation)(x)
+        if config.d_dropout:
+            x = layers.Dropout(config.d_dropout)(x)
+        if config.d_bn_momentum and 0 < i < last:  # the seed normalises the middle blocks only
+            x = layers.BatchNormalization(momentum=config.d_bn_momentum)(x)
+    x = layers.Flatten()(x)
+    discriminator = keras.Model(image, _logit()(x), name="discriminator")
+    return generator, discriminator
+
+
+def build_conv(config: GANConfig):
+    """Seed 001: the configurable conv GAN (every per-layer list is a field)."""
+    init = keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+    z = keras.Input((config.latent_dim,), name="noise")
+    x = layers.Dense(math.prod(config.g_initial_shape), kernel_initializer=init)(z)
+    if config.g_bn_momentum:
+        x = layers.BatchNormalization(momentum=config.g_bn_momentum)(x)
+    x = _activation(config.g_activation)(x)
+    x = layers.Reshape(config.g_initial_shape)(x)
+    if config.g_dropout:
+        x = layers.Dropout(config.g_dropout)(x)
+    generator = keras.Model(z, _conv_generator_body(config, x, init), name="generator")
+    _check_image_size(config, generator)
+
+    _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
+    image = keras.Input(config.image_shape, name="image")
+    x = image
+    for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
+        x = layers.Conv2D(f, k, strides=s, padding="same", kernel_initializer=init)(x)
+        if config.d_bn_momentum and i > 0:
+            x = layers.BatchNormalization(momentum=config.d_bn_momentum)(x)
+        x = _activation(config.d_activation)(x)
+        if config.d_dropout:
+            x = layers.Dropout(config.d_dropout)(x)
+    x = layers.Flatten()(x)
+    discriminator = keras.Model(image, _logit()(x), name="discriminator")
+    return generator, discriminator
+
+
+def build_mlp(config: GANConfig):
+    """Seed 002: dense generator and discriminator on flattened images."""
+    z = keras.Input((config.latent_dim,), name="noise")
+    x = z
+    for units in config.g_filters:
+        x = layers.Dense(units)(x)
+        x = _activation(config.g_activation)(x)
+    x = layers.Dense(math.prod(config.image_shape))(x)
+    x = layers.Reshape(config.image_shape)(_output_activation(config)(x))
+    generator = keras.Model(z, x, name="generator")
+
+    image = keras.Input(config.image_shape, name="image")
+    x = layers.Flatten()(image)
+    last = len(config.d_filters) - 1
+    for i, units in enumerate(config.d_filters):
+        x = layers.Dense(units)(x)
+        x = _activation(config.d_activation)(x)
+        if config.d_dropout and i < last:  # the seed drops out after all but the last
+            x = layers.Dropout(config.d_dropout)(x)
+    discriminator = keras.Model(image, _logit()(x), name="discriminator")
+    return generator, discriminator
+
+
+@keras.saving.register_keras_serializable(package="gan_pkg")
+class WithSquaredDeviation(layers.Layer):
+    """Seed 003's `add_decorate`: [x, (x - mean(x))^2], so D can judge spread."""
+
+    def call(self, x):
+        deviation = keras.ops.square(x - keras.ops.mean(x, axis=-1, keepdims=True))
+        return keras.ops.concatenate([x, deviation], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] * 2)
+
+
+def build_dist1d(config: GANConfig):
+    """Seed 003 section 7.2: per-element Conv1D(kernel 1) generator, dense D."""
+    (length,) = config.image_shape
+    if config.latent_dim != length:
+        raise ValueError(
+            f"dist1d maps each noise value to one sample: latent_dim ({config.latent_dim}) "
+            f"must equal the vector length ({length})"
+        )
+    _check_lengths(config, ("g_filters", 2))
+    z = keras.Input((config.latent_dim,), name="noise")
+    x = layers.Reshape((length, 1))(z)
+    x = layers.Conv1D(config.g_filters[0], 1, activation="relu")(x)
+    x = layers.Conv1D(config.g_filters[1], 1, activation="sigmoid")(x)
+    x = layers.Conv1D(1, 1, dtype="float32")(x)
+    generator = keras.Model(z, layers.Flatten(dtype="float32")(x), name="generator")
+
+    sample = keras.Input((length,), name="image")
+    x = WithSquaredDeviation()(sample)
+    for units in config.d_filters:
+        x = layers.Dense(units, activation="relu")(x)
+    discriminator = keras.Model(sample, _logit()(x), name="discriminator")
+    return generator, discriminator
+
+
+def build_conv_tanh(config: GANConfig):
+    """Seed 003 section 7.3: tanh everywhere, MaxPooling discriminator."""
+    z = keras.Input((config.latent_dim,), name="noise")
+    x = z
+    for units in config.g_dense_units:
+        x = layers.Dense(units, activation=config.g_activation)(x)
+    x = layers.Dense(math.prod(config.g_initial_shape), activation=config.g_activation)(x)
+    if config.g_bn_momentum:
+        x = layers.BatchNormalization(momentum=config.g_bn_momentum)(x)
+    x = layers.Reshape(config.g_initial_shape)(x)
+    generator = keras.Model(z, _conv_generator_body(config, x), name="generator")
+    _check_image_size(config, generator)
+
+    _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
+    image = keras.Input(config.image_shape, name="image")
+    x = image
+    for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
+        # The seed pads only its first conv ("same"); the second is "valid".
+        x = layers.Conv2D(f, k, strides=s, padding="same" if i == 0 else "valid")(x)
+        x = _activation(config.d_activation)(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    for units in config.d_dense_units:
+        x = layers.Dense(units, activation=config.d_activation)(x)
+    discriminator = keras.Model(image, _logit()(x), name="discriminator")
+    return generator, discriminator
+
+
+ARCHITECTURES: dict[str, Callable[[GANConfig], tuple[keras.Model, keras.Model]]] = {
+    "dcgan": build_dcgan,
+    "conv": build_conv,
+    "mlp": build_mlp,
+    "dist1d": build_dist1d,
+    "conv-tanh": build_conv_tanh,
+}
+
+
+def build(config: GANConfig) -> tuple[keras.Model, keras.Model]:
+    try:
+        builder = ARCHITECTURES[config.architecture]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {config.architecture!r}; choose one of: {', '.join(ARCHITECTURES)}"
+        ) from None
+    return builder(config)

@@ -1,0 +1,216 @@
+"""Export the generator as a versioned SavedModel that TF Serving loads as is.
+
+`<base>/<model_name>/<version>/` with integer versions; each is assembled in a
+hidden temporary sibling (`.tmp-*`, which TF Serving ignores) and renamed into
+place in one step, so a server polling the base never sees half a model.
+Signatures, tensor keys and file names come from `gan_pkg.contract`.
+
+CLI: `python -m gan_pkg.export --checkpoint runs/dcgan` re-exports a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import gan_pkg
+from gan_pkg import architectures, contract
+from gan_pkg.config import GANConfig
+from gan_pkg.data import to_unit_range
+from gan_pkg.gan import sample_latent
+
+
+def versions(model_dir: Path) -> list[int]:
+    """Integer version directories under `<base>/<model_name>`, ascending."""
+    if not Path(model_dir).is_dir():
+        return []
+    return sorted(int(p.name) for p in Path(model_dir).iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def latest_version_dir(model_dir: Path) -> Path:
+    found = versions(model_dir)
+    if not found:
+        raise FileNotFoundError(f"{model_dir}: no exported version (expected integer subfolders such as 1/)")
+    return Path(model_dir) / str(found[-1])
+
+
+def float32_generator(generator: keras.Model, config: GANConfig) -> keras.Model:
+    """A float32 twin of the (possibly mixed-precision) generator: served models
+    must run on any CPU or GPU, whatever precision they were trained in."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        twin, _ = architectures.build(config)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    twin.set_weights(generator.get_weights())
+    return twin
+
+
+class _Signatures(tf.Module):
+    """The serving functions. Plain TF ops only: no XLA, no py_function."""
+
+    def __init__(self, generator: keras.Model, config: GANConfig):
+        super().__init__()
+        self.generator = generator
+        self.config = config
+        self.output_key = contract.IMAGES if config.is_image else contract.SAMPLES
+        latent = config.latent_dim
+        self.serving_default = tf.function(
+            self._from_noise, input_signature=[tf.TensorSpec([None, latent], tf.float32, name=contract.NOISE)]
+        )
+        seed_spec = [tf.TensorSpec([None], tf.int64, name=contract.SEED)]
+        self.generate = tf.function(self._from_seed, input_signature=seed_spec)
+        self.generate_png = tf.function(self._png_from_seed, input_signature=seed_spec) if config.is_image else None
+
+    def _render(self, noise):
+        return to_unit_range(self.generator(noise, training=False), self.config.output_range)
+
+    def _from_noise(self, noise):
+        return {self.output_key: self._render(noise)}
+
+    def _noise_for(self, seed):
+        # One stateless draw per row: row i depends only on seed[i].
+        cfg = self.config
+        return tf.map_fn(
+            lambda s: sample_latent([cfg.latent_dim], tf.stack([s, tf.constant(0, tf.int64)]), cfg.latent_distribution, cfg.latent_range),
+            seed,
+            fn_output_signature=tf.TensorSpec([cfg.latent_dim], tf.float32),
+        )
+
+    def _from_seed(self, seed):
+        noise = self._noise_for(seed)
+        return {self.output_key: self._render(noise), contract.NOISE: noise}
+
+    def _png_from_seed(self, seed):
+        pixels = tf.cast(tf.round(self._render(self._noise_for(seed)) * 255.0), tf.uint8)
+        return {contract.PNG: tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))}
+
+    def signatures(self) -> dict:
+        found = {contract.SERVING_DEFAULT: self.serving_default, contract.GENERATE: self.generate}
+        if self.generate_png is not None:
+            found[contract.GENERATE_PNG] = self.generate_png
+        return found
+
+
+def _warmup_records(signatures: dict, config: GANConfig, model_name: str) -> list[bytes]:
+    """One PredictionLog per signature, replayed by TF Serving before it serves."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    records = []
+    for name in signatures:
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name=name))
+        if name == contract.SERVING_DEFAULT:
+            noise = np.zeros((1, config.latent_dim), np.float32)
+            request.inputs[contract.NOISE].CopyFrom(tf.make_tensor_proto(noise))
+        else:
+            request.inputs[contract.SEED].CopyFrom(tf.make_tensor_proto(np.array([0], np.int64)))
+        log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+        records.append(log.SerializeToString())
+    return records
+
+
+def metadata(config: GANConfig, signatures: dict, step: int | None, evaluation: dict | None) -> dict:
+    return {
+        "package": "gan_pkg",
+        "package_version": gan_pkg.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "preset": config.preset,
+        "config": json.loads(config.to_json()),
+        "latent_dim": config.latent_dim,
+        "latent_distribution": config.latent_distribution,
+        "latent_range": list(config.latent_range),
+        "output_key": contract.IMAGES if config.is_image else contract.SAMPLES,
+        "output_shape": list(config.image_shape),
+        "signatures": sorted(signatures),
+        "training_step": step,
+        "evaluation": evaluation or {},
+    }
+
+
+def export_generator(
+    generator: keras.Model,
+    config: GANConfig,
+    export_base: str | os.PathLike = contract.DEFAULT_EXPORT_BASE,
+    model_name: str = contract.DEFAULT_MODEL_NAME,
+    step: int | None = None,
+    evaluation: dict | None = None,
+) -> Path:
+    """Write the next integer version atomically and return its path."""
+    model_dir = Path(export_base) / model_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    module = _Signatures(float32_generator(generator, config), config)
+    signatures = module.signatures()
+
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
+    try:
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        extra = staging / contract.ASSETS_EXTRA
+        extra.mkdir(exist_ok=True)
+        with tf.io.TFRecordWriter(str(extra / contract.WARMUP_FILE)) as writer:
+            for record in _warmup_records(signatures, config, model_name):
+                writer.write(record)
+        (extra / contract.METADATA_FILE).write_text(json.dumps(metadata(config, signatures, step, evaluation), indent=2))
+        while True:  # another exporter may take a number first: take the next
+            target = model_dir / str((versions(model_dir) or [0])[-1] + 1)
+            try:
+                os.rename(staging, target)
+                return target
+            except OSError:
+                if not target.exists():
+                    raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_model(result_model, config: GANConfig, export_base, model_name, evaluation=None) -> Path:
+    """Export a trained GAN (its EMA generator when it keeps one)."""
+    step = int(result_model.g_optimizer.iterations.numpy())
+    return export_generator(result_model.inference_generator, config, export_base, model_name, step, evaluation)
+
+
+def main(argv=None) -> int:
+    from gan_pkg import callbacks, train
+
+    parser = argparse.ArgumentParser(prog="python -m gan_pkg.export", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="a run's workdir (its latest checkpoint) or a .keras file")
+    parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE)
+    parser.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME)
+    args = parser.parse_args(argv)
+    source = Path(args.checkpoint)
+    try:
+        path = source
+        workdir = source.parent.parent
+        if source.is_dir():
+            found = callbacks.list_checkpoints(source / "checkpoints")
+            if not found:
+                raise FileNotFoundError(f"{source}: no checkpoints/ckpt-*.keras in this workdir")
+            path, workdir = found[-1][1], source
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such checkpoint")
+        config_file = workdir / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{config_file}: missing; the checkpoint's run config is needed to export")
+        config = GANConfig.from_json(config_file.read_text())
+        model = train.load_checkpoint(path)
+        target = export_model(model, config, args.export_base, args.model_name)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {path} to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

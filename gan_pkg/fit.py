@@ -1,0 +1,82 @@
+"""python -m gan_pkg.fit: train a preset and export its generator.
+
+Only argument parsing lives here; the work is `train.train(config, workdir)`
+and `export.export_model`. Errors the user can fix print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from gan_pkg import config as config_lib
+from gan_pkg import contract
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m gan_pkg.fit",
+        description="Train a GAN preset on images (or a 1-D distribution) and export the generator for TF Serving.",
+    )
+    parser.add_argument("--preset", default="dcgan", choices=sorted(config_lib.PRESETS), help="seed system to train (default: dcgan)")
+    parser.add_argument("--data", help="mnist-sample (default for images), mnist, fashion-mnist, normal1d, a .npz file or an image folder")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="training steps (generator updates)")
+    budget.add_argument("--epochs", type=int, help="passes over the training split instead of --steps")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--workdir", help="run directory: checkpoints, pictures, logs (default: runs/<preset>)")
+    parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE, help="default: %(default)s")
+    parser.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME, help="default: %(default)s")
+    parser.add_argument("--no-export", action="store_true", help="train only")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any config field (repeatable)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> config_lib.GANConfig:
+    cfg = config_lib.preset(args.preset)
+    flags = {"data": args.data, "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size}
+    cfg = cfg.override(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)
+    if args.steps is not None:
+        cfg = cfg.override(["epochs=0"])
+    cfg = cfg.override(args.set)
+    for name in ("steps", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    return cfg
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = resolve_config(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(cfg.to_json())
+        return 0
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from gan_pkg import callbacks, export, train  # TensorFlow loads here, after the flags are good
+
+    workdir = args.workdir or os.path.join("runs", cfg.preset)
+    started = time.monotonic()
+    try:
+        result = train.train(cfg, workdir)
+    except (ValueError, OSError, callbacks.TrainingDiverged) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if not isinstance(error, callbacks.TrainingDiverged) else 1
+    seconds = time.monotonic() - started
+    print(f"trained {cfg.preset} to step {result.step} in {seconds:.0f}s; workdir {workdir}")
+    print(f"samples: {workdir}/samples/latest.png  losses: {workdir}/loss.png")
+    if not args.no_export:
+        target = export.export_model(result.model, cfg, args.export_base, args.model_name)
+        print(f"exported generator to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""GAN(keras.Model): one compiled train_step updates D then G.
+
+Shaped after keras-io's `dcgan_overriding_train_step`: generator and
+discriminator are injected, `compile` takes one optimizer each, and
+`train_step` owns both updates, so nothing toggles `trainable` and no NumPy or
+`train_on_batch` sits in the loop (the seeds' bugs under Keras 3, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from gan_pkg import losses
+
+
+def sample_latent(shape, seed, distribution: str, latent_range=(-1.0, 1.0)):
+    """Stateless draw from the latent distribution: same seed, same noise, anywhere.
+
+    Training and the exported `generate` signature both draw through here, so a
+    served model samples exactly the distribution it was trained on.
+    """
+    if distribution == "normal":
+        return tf.random.stateless_normal(shape, seed)
+    if distribution == "uniform":
+        low, high = latent_range
+        return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)
+    raise ValueError(f"unknown latent distribution {distribution!r}; use 'normal' or 'uniform'")
+
+
+def _replica_id():
+    context = tf.distribute.get_replica_context()
+    return 0 if context is None else context.replica_id_in_sync_group
+
+
+@keras.saving.register_keras_serializable(package="gan_pkg")
+class GAN(keras.Model):
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        latent_dim: int,
+        latent_distribution: str = "normal",
+        latent_range=(-1.0, 1.0),
+        ema_decay: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(latent_dim)
+        self.latent_distribution = latent_distribution
+        self.latent_range = tuple(latent_range)
+        self.ema_decay = float(ema_decay)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # The EMA copy is what gets exported: averaged weights give smoother samples.
+        self.ema_generator = None
+        if self.ema_decay:
+            self.ema_generator = keras.models.clone_model(generator)
+            self.ema_generator.set_weights(generator.get_weights())
+        names = ("d_loss", "g_loss", "d_acc", "d_real", "d_fake")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.built = True  # both sub-models arrive built
+
+    # -- configuration -----------------------------------------------------
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "latent_dim": self.latent_dim,
+            "latent_distribution": self.latent_distribution,
+            "latent_range": list(self.latent_range),
+            "ema_decay": self.ema_decay,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("generator", "discriminator"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    def compile(
+        self,
+        d_optimizer: keras.optimizers.Optimizer,
+        g_optimizer: keras.optimizers.Optimizer,
+        loss: str = "bce",
+        label_smoothing: float = 0.0,
+        d_steps: int = 1,
+        gp_weight: float = 10.0,
+        **kwargs,
+    ):
+        super().compile(**kwargs)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            # float16 gradients underflow without loss scaling; bfloat16 does not need it.
+            wrap = keras.optimizers.LossScaleOptimizer
+            d_optimizer = d_optimizer if isinstance(d_optimizer, wrap) else wrap(d_optimizer)
+            g_optimizer = g_optimizer if isinstance(g_optimizer, wrap) else wrap(g_optimizer)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.loss_name = loss
+        self.gan_loss = losses.get(loss)
+        self.label_smoothing = float(label_smoothing)
+        self.d_steps = int(d_steps)
+        self.gp_weight = float(gp_weight)
+        self._compile_kwargs = kwargs
+
+    def get_compile_config(self):
+        return {
+            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+            "loss": self.loss_name,
+            "label_smoothing": self.label_smoothing,
+            "d_steps": self.d_steps,
+            "gp_weight": self.gp_weight,
+            **self._compile_kwargs,
+        }
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        for key in ("d_optimizer", "g_optimizer"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        self.compile(**config)
+        self.build_optimizers()
+
+    def build_optimizers(self):
+        """Create optimizer slots now: loading a checkpoint, or a tf.distribute
+        strategy, needs every variable to exist before the first step."""
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def inference_generator(self) -> keras.Model:
+        """The generator to sample from and export: the EMA copy when kept."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    # -- training ----------------------------------------------------------
+    def sample_noise(self, batch_size):
+        # One seed per step from the model's SeedGenerator, offset by replica so
+        # every replica (and worker) of a tf.distribute strategy draws its own noise.
+        seed = self.seed_generator.next()
+        seed = seed + ops.cast(ops.convert_to_tensor([0, 1]) * _replica_id(), seed.dtype)
+        return sample_latent((batch_size, self.latent_dim), seed, self.latent_distribution, self.latent_range)
+
+    def _step(self, optimizer, loss, tape, variables):
+        grads = tape.gradient(optimizer.scale_loss(loss), variables)
+        optimizer.apply_gradients(zip(grads, variables))
+
+    def train_step(self, data):
+        real = data[0] if isinstance(data, (tuple, list)) else data
+        batch_size = ops.shape(real)[0]
+
+        for _ in range(self.d_steps):
+            noise = self.sample_noise(batch_size)
+            with tf.GradientTape() as tape:
+                fake = self.generator(noise, training=True)
+                real_logits = self.discriminator(real, training=True)
+                fake_logits = self.discriminator(fake, training=True)
+                d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.label_smoothing)
+                if self.gan_loss.needs_gradient_penalty:
+                    alpha_shape = (batch_size,) + (1,) * (len(real.shape) - 1)
+                    alpha = keras.random.uniform(alpha_shape, seed=self.seed_generator)
+                    d_loss += self.gp_weight * losses.gradient_penalty(
+                        self.discriminator, real, ops.cast(fake, "float32"), alpha
+                    )
+            self._step(self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables)
+
+        noise = self.sample_noise(batch_size)
+        with tf.GradientTape() as tape:
+            g_logits = self.discriminator(self.generator(noise, training=True), training=True)
+            g_loss = self.gan_loss.g_loss(g_logits)
+        self._step(self.g_optimizer, g_loss, tape, self.generator.trainable_variables)
+        if self.ema_generator is not None:
+            self._update_ema()
+
+        correct = ops.concatenate([ops.cast(real_logits > 0, "float32"), ops.cast(fake_logits < 0, "float32")])
+        updates = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_acc": correct,
+            "d_real": ops.sigmoid(real_logits),
+            "d_fake": ops.sigmoid(fake_logits),
+        }
+        for name, value in updates.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _update_ema(self):
+        decay = self.ema_decay
+        for ema, live in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
+            ema.assign(decay * ema + (1.0 - decay) * ops.cast(live, ema.dtype))
+        for ema, live in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
+            ema.assign(live)  # batch-norm statistics: copy, not average
+
+    def call(self, noise, training=False):
+        return self.inference_generator(noise, training=training)
+
+    def generate(self, num: int, seed: int = 0):
+        """`num` samples from fixed noise (same seed, same images)."""
+        noise = sample_latent((num, self.latent_dim), [seed, 0], self.latent_distribution, self.latent_range)
+        return self.inference_generator(noise, training=False)
