@@ -14,6 +14,7 @@ import time
 
 from gan_pkg import config as config_lib
 from gan_pkg import contract
+from gan_pkg.cli import import_tensorflow_quietly
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,8 +60,8 @@ def main(argv=None) -> int:
     if args.print_config:
         print(cfg.to_json())
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from gan_pkg import callbacks, export, train  # TensorFlow loads here, after the flags are good
+    import_tensorflow_quietly()  # after the flags are good: a typo answers at once
+    from gan_pkg import callbacks, export, train
 
     workdir = args.workdir or os.path.join("runs", cfg.preset)
     started = time.monotonic()

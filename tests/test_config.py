@@ -1,0 +1,48 @@
+import dataclasses
+
+import pytest
+
+from gan_pkg import config as config_lib
+from gan_pkg.config import GANConfig
+
+
+@pytest.mark.parametrize("name", sorted(config_lib.PRESETS))
+def test_every_preset_round_trips_through_json(name):
+    cfg = config_lib.preset(name)
+    assert GANConfig.from_json(cfg.to_json()) == cfg
+    assert cfg.preset == name
+
+
+def test_presets_carry_their_seeds_training_rules():
+    assert config_lib.preset("dcgan").optimizer == "adam" and config_lib.preset("dcgan").beta_1 == 0.5
+    assert config_lib.preset("conv").optimizer == "rmsprop"
+    assert config_lib.preset("mlp").label_smoothing == pytest.approx(0.1)  # real target 0.9
+    dist = config_lib.preset("dist1d")
+    assert (dist.latent_distribution, dist.latent_range, dist.beta_1) == ("uniform", (0.0, 1.0), 0.9)
+    tanh = config_lib.preset("conv-tanh")
+    assert (tanh.optimizer, tanh.nesterov, tanh.latent_dim, tanh.latent_distribution) == ("sgd", True, 10, "uniform")
+
+
+def test_override_parses_json_values_and_bare_strings():
+    cfg = config_lib.preset("dcgan").override(["g_filters=[64, 32]", "optimizer=rmsprop", "g-learning-rate=1e-3", "jit_compile=true"])
+    assert cfg.g_filters == (64, 32) and cfg.optimizer == "rmsprop"
+    assert cfg.g_learning_rate == 1e-3 and cfg.jit_compile is True
+
+
+@pytest.mark.parametrize("item", ["nosuch=1", "g_filters", "batch_size=1.5", "jit_compile=maybe"])
+def test_override_rejects_bad_assignments_with_the_field_named(item):
+    with pytest.raises(ValueError) as error:
+        config_lib.preset("dcgan").override([item])
+    assert item.split("=")[0] in str(error.value)
+
+
+def test_unknown_preset_lists_the_choices():
+    with pytest.raises(ValueError, match="dcgan"):
+        config_lib.preset("nope")
+
+
+def test_from_dict_rejects_unknown_fields():
+    values = dataclasses.asdict(config_lib.preset("dcgan"))
+    values["bogus"] = 1
+    with pytest.raises(ValueError, match="bogus"):
+        GANConfig.from_dict(values)

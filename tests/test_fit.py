@@ -1,0 +1,133 @@
+"""The training CLI as a user runs it: train, export, resume, fail clearly."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from gan_pkg import callbacks, train
+from gan_pkg.data import to_unit_range
+from conftest import REPO, run_python, tiny
+
+TINY_FLAGS = [
+    "--set", "g_initial_shape=[7,7,8]", "--set", "g_filters=[8,4]", "--set", "d_filters=[4,4,4,4]",
+    "--set", "holdout=100", "--set", "precision=float32",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fit")
+    result = run_python(
+        "-m", "gan_pkg.fit", "--steps", "6", "--batch-size", "8", "--workdir", str(root / "run"),
+        "--export-base", str(root / "export"), *TINY_FLAGS,
+    )
+    assert result.returncode == 0, result.stderr
+    return root, result
+
+
+def test_fit_trains_draws_pictures_checkpoints_and_exports(trained):
+    root, result = trained
+    run = root / "run"
+    assert "exported generator to" in result.stdout
+    for picture in ("samples/latest.png", "samples/epoch_0001.png", "loss.png"):
+        assert (run / picture).stat().st_size > 0, picture
+    assert callbacks.list_checkpoints(run / "checkpoints")
+    assert json.loads((run / "config.json").read_text())["g_filters"] == [8, 4]
+    assert (root / "export" / "gan" / "1" / "saved_model.pb").exists()
+    rows = (run / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,d_loss,g_loss") and len(rows) == 2
+
+
+def test_export_loads_without_gan_pkg_and_reproduces_the_generator(trained):
+    root, _ = trained
+    noise = np.random.default_rng(0).normal(size=(3, 100)).astype(np.float32)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np, tensorflow as tf
+        loaded = tf.saved_model.load({str(root / "export" / "gan" / "1")!r})
+        fn = loaded.signatures["serving_default"]
+        out = fn(noise=tf.constant(np.array(json.loads(sys.stdin.read()), np.float32)))
+        assert "gan_pkg" not in sys.modules
+        print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], input=json.dumps(noise.tolist()), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    served = np.array(json.loads(result.stdout)["images"])
+    model = train.load_checkpoint(callbacks.list_checkpoints(root / "run" / "checkpoints")[-1][1])
+    expected = to_unit_range(model.inference_generator(noise, training=False), (-1.0, 1.0)).numpy()
+    assert served.shape == (3, 28, 28, 1)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    command = [sys.executable, "-m", "gan_pkg.fit", "--steps", "1800", "--batch-size", "8",
+               "--workdir", str(tmp_path / "run"), "--no-export", *TINY_FLAGS]
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, "PATH": "/usr/bin:/bin"}
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 180
+    while not callbacks.list_checkpoints(tmp_path / "run" / "checkpoints") and time.monotonic() < deadline:
+        assert first.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    epoch, _ = callbacks.list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    assert epoch < 3, "killed too late to test resuming"
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert second.returncode == 0, second.stderr
+    resumed = [line for line in second.stdout.splitlines() if line.startswith("resumed from")]
+    assert resumed == [f"resumed from {tmp_path / 'run' / 'checkpoints' / f'ckpt-{epoch:04d}.keras'} at step {epoch * 600} (epoch {epoch})"]
+    assert "to step 1800" in second.stdout  # 3 epochs of 600 steps (4,900 images / batch 8)
+
+
+class _PoisonDiscriminator(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            for variable in self.model.discriminator.trainable_variables:
+                variable.assign(variable * np.nan)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "few.npz"
+    np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
+    cfg = tiny("dcgan", data=str(path), holdout=10, steps=24)  # 3 epochs of 8 steps
+    with pytest.raises(callbacks.TrainingDiverged, match=r"d_loss became nan at step 9; the last good checkpoint is .*ckpt-0001\.keras"):
+        train.train(cfg, tmp_path / "run", verbose=0, extra_callbacks=[_PoisonDiscriminator()])
+    assert [epoch for epoch, _ in callbacks.list_checkpoints(tmp_path / "run" / "checkpoints")] == [1]
+    good = train.load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt-0001.keras")
+    assert all(np.isfinite(np.array(v)).all() for v in good.discriminator.weights)
+
+
+def test_rerun_with_a_different_architecture_refuses_to_mix_runs(trained):
+    root, _ = trained
+    result = run_python("-m", "gan_pkg.fit", "--steps", "6", "--batch-size", "8", "--workdir", str(root / "run"),
+                        "--no-export", *TINY_FLAGS, "--set", "g_filters=[16,4]")
+    assert result.returncode == 2
+    assert "g_filters: (8, 4) in the checkpoint, (16, 4) now" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--set", "nosuch=1"], "nosuch"),
+        (["--steps", "0"], "steps must be at least 1"),
+        (["--data", "/no/such/dir"], "/no/such/dir: no such file or folder"),
+        (["--preset", "dist1d", "--data", "mnist-sample", "--steps", "1"], "shape"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_clear_line(tmp_path, flags, message):
+    result = run_python("-m", "gan_pkg.fit", "--workdir", str(tmp_path / "run"), "--no-export", *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gan_pkg import data as data_lib
+from gan_pkg import losses, train
+from conftest import tiny
+
+
+def _fit(model, cfg, steps=2):
+    dataset = data_lib.training_dataset(data_lib.load(cfg), cfg)
+    return model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "conv", "mlp", "dist1d", "conv-tanh"])
+def test_each_preset_trains_every_weight_of_both_networks(preset):
+    cfg = tiny(preset)
+    model = train.build_gan(cfg)
+    before = {id(v): np.array(v) for v in model.generator.trainable_variables + model.discriminator.trainable_variables}
+    history = _fit(model, cfg)
+    for network in (model.generator, model.discriminator):
+        for variable in network.trainable_variables:
+            # Exact comparison: a bias followed by batch norm gets only a tiny (but real) update.
+            assert not np.array_equal(before[id(variable)], np.array(variable)), f"{network.name}/{variable.path} did not change"
+    for name in ("d_loss", "g_loss", "d_acc", "d_real", "d_fake"):
+        assert np.isfinite(history.history[name][-1]), name
+    assert 0.0 <= history.history["d_acc"][-1] <= 1.0
+    assert int(model.g_optimizer.iterations) == 2 and int(model.d_optimizer.iterations) == 2 * cfg.d_steps
+
+
+def test_d_steps_updates_the_discriminator_that_many_times_per_step():
+    cfg = tiny("dcgan", d_steps=3)
+    model = train.build_gan(cfg)
+    _fit(model, cfg)
+    assert (int(model.d_optimizer.iterations), int(model.g_optimizer.iterations)) == (6, 2)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wgan-gp"])
+def test_alternative_losses_train(loss):
+    cfg = tiny("dcgan", loss=loss)
+    history = _fit(train.build_gan(cfg), cfg)
+    assert np.isfinite(history.history["d_loss"][-1])
+
+
+def test_keras_round_trip_keeps_outputs_and_optimizer_state(tmp_path):
+    cfg = tiny("dcgan")
+    model = train.build_gan(cfg)
+    _fit(model, cfg, steps=3)
+    path = tmp_path / "gan.keras"
+    model.save(path)
+    restored = train.load_checkpoint(path)
+    noise = tf.random.stateless_normal((4, cfg.latent_dim), [1, 2])
+    np.testing.assert_allclose(model.generator(noise), restored.generator(noise), atol=1e-6)
+    for name in ("g_optimizer", "d_optimizer"):
+        assert int(getattr(restored, name).iterations) == 3
+    np.testing.assert_allclose(  # Adam's moments came back too, not just the step
+        np.array(model.g_optimizer.variables[-1]), np.array(restored.g_optimizer.variables[-1])
+    )
+    _fit(restored, cfg, steps=2)  # and training continues from there
+    assert int(restored.g_optimizer.iterations) == 5
+
+
+def test_ema_generator_is_exported_and_lags_the_live_one():
+    cfg = tiny("dcgan", ema_decay=0.9)
+    model = train.build_gan(cfg)
+    _fit(model, cfg, steps=3)
+    assert model.inference_generator is model.ema_generator
+    live, ema = model.generator.trainable_variables[0], model.ema_generator.trainable_variables[0]
+    assert not np.allclose(np.array(live), np.array(ema))
+
+
+def test_mixed_bfloat16_trains_with_float32_outputs():
+    cfg = tiny("dcgan", precision="mixed_bfloat16")
+    with train.dtype_policy("mixed_bfloat16"):
+        model = train.build_gan(cfg)
+        history = _fit(model, cfg)
+    assert model.generator.layers[-1].compute_dtype == "float32"
+    assert np.isfinite(history.history["g_loss"][-1])
+
+
+def test_noise_is_fresh_every_step_but_reproducible_from_the_seed():
+    cfg = tiny("dcgan")
+    a, b = train.build_gan(cfg), train.build_gan(cfg)
+    first, second = a.sample_noise(4), a.sample_noise(4)
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(first, b.sample_noise(4))
+
+
+def test_gradient_penalty_is_finite_when_the_critic_is_flat():
+    flat_critic = lambda x, training=False: tf.zeros((tf.shape(x)[0], 1)) * tf.reduce_sum(x)  # zero gradient
+    real, fake = tf.ones((3, 4, 4, 1)), tf.zeros((3, 4, 4, 1))
+    alpha = tf.fill((3, 1, 1, 1), 0.5)
+    with tf.GradientTape() as tape:
+        tape.watch(fake)
+        penalty = losses.gradient_penalty(flat_critic, real, fake, alpha)
+    assert float(penalty) == pytest.approx(1.0, abs=1e-5)  # (0 - 1)^2
+    grad = tape.gradient(penalty, fake)
+    assert grad is None or np.isfinite(np.array(grad)).all()
+
+
+def test_gradient_penalty_vanishes_for_a_unit_slope_critic():
+    # D(x) = sum(x) / sqrt(n) has gradient norm exactly 1 everywhere.
+    critic = lambda x, training=False: tf.reduce_sum(x, axis=[1, 2, 3])[:, None] / 4.0
+    penalty = losses.gradient_penalty(critic, tf.ones((2, 4, 4, 1)), tf.zeros((2, 4, 4, 1)), tf.fill((2, 1, 1, 1), 0.3))
+    assert float(penalty) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bce_losses_match_their_definitions():
+    real, fake = tf.constant([[2.0], [0.5]]), tf.constant([[-1.0], [0.0]])
+    sigmoid = lambda x: 1 / (1 + np.exp(-np.array(x)))
+    expected_d = 0.5 * (-np.mean(0.9 * np.log(sigmoid(real)) + 0.1 * np.log(1 - sigmoid(real))) - np.mean(np.log(1 - sigmoid(fake))))
+    assert float(losses.bce_d_loss(real, fake, label_smoothing=0.1)) == pytest.approx(expected_d, rel=1e-5)
+    assert float(losses.bce_g_loss(fake)) == pytest.approx(-np.mean(np.log(sigmoid(fake))), rel=1e-5)
+    assert np.isfinite(float(losses.bce_g_loss(tf.constant([[-200.0]]))))  # no log(0) on saturated logits
