@@ -1,0 +1,179 @@
+"""Training throughput of DCGAN: the seeds' loop vs GAN.fit variants, and FLOP/s vs peak.
+
+    python bench/train_throughput.py [--batch-sizes 32 256] [--repeats 3] [--steps 30]
+
+Every figure comes from one run on one machine: variants are interleaved
+(round-robin over repeats, medians reported) so a noisy neighbour hits all of
+them alike. Images/s counts real images consumed per training step (the
+discriminator sees as many fakes, the generator step as many noise vectors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import time
+
+from gan_pkg.cli import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from gan_pkg import architectures, train  # noqa: E402
+from gan_pkg import config as config_lib  # noqa: E402
+
+# -- analytic FLOPs -------------------------------------------------------------
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Multiply-adds x 2 of every Conv2D/Dense layer for one example."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            total += 2 * h * w * k_h * k_w * layer.input.shape[-1] * c_out
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return total
+
+
+def step_flops(generator, discriminator) -> int:
+    """FLOPs of one fused step per real image, counting a backward pass as 2x forward.
+
+    D update: G forward (1 fake) + D forward and backward on real and fake (2 x 3 Fd).
+    G update: G and D forward, backward through both (3 Fg + 3 Fd).
+    """
+    fg, fd = forward_flops(generator), forward_flops(discriminator)
+    return (fg + 6 * fd) + (3 * fg + 3 * fd)
+
+
+def matmul_peak(dtype: tf.DType, n: int = 4096, repeats: int = 5) -> float:
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    matmul(a).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times)
+
+
+# -- the seeds' loop, reproduced ------------------------------------------------
+
+
+class SeedsLoop:
+    """Seeds 000/004: generator.predict, discriminator.train_on_batch on real then
+    fake, combined.train_on_batch, toggling discriminator.trainable per step (the
+    variant that trains the discriminator under Keras 3, as seed 000 does)."""
+
+    def __init__(self, cfg, images):
+        keras.mixed_precision.set_global_policy("float32")
+        self.generator, body = architectures.build(cfg)
+        # The seeds' discriminator ends in a sigmoid; ours ends in a logit.
+        image = keras.Input(cfg.image_shape)
+        self.discriminator = keras.Model(image, keras.layers.Activation("sigmoid")(body(image)))
+        self.discriminator.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(2e-4, 0.5), metrics=["accuracy"])
+        noise = keras.Input((cfg.latent_dim,))
+        self.discriminator.trainable = False
+        self.combined = keras.Model(noise, self.discriminator(self.generator(noise)))
+        self.combined.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(2e-4, 0.5))
+        self.images, self.batch, self.latent = images, cfg.batch_size, cfg.latent_dim
+        self.ones, self.zeros = np.ones((self.batch, 1)), np.zeros((self.batch, 1))
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.discriminator.trainable = True
+            real = self.images[np.random.randint(0, len(self.images), self.batch)]
+            self.discriminator.train_on_batch(real, self.ones)
+            fake = self.generator.predict(np.random.normal(0, 1, (self.batch, self.latent)), verbose=0)
+            self.discriminator.train_on_batch(fake, self.zeros)
+            self.discriminator.trainable = False
+            self.combined.train_on_batch(np.random.normal(0, 1, (self.batch, self.latent)), self.ones)
+
+
+class FusedFit:
+    """GAN.fit with the package's own train_step under one configuration."""
+
+    def __init__(self, cfg, images):
+        self.policy = train.resolve_precision(cfg.precision)
+        with train.dtype_policy(self.policy):
+            self.model = train.build_gan(cfg)
+        self.dataset = (
+            tf.data.Dataset.from_tensor_slices(images).repeat().batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        )
+        self.spe = cfg.steps_per_execution
+
+    def run(self, steps: int) -> None:
+        steps = max(self.spe, steps - steps % self.spe)
+        with train.dtype_policy(self.policy):
+            self.model.fit(self.dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+
+
+VARIANTS = {
+    "seeds' loop (train_on_batch)": lambda cfg: cfg,
+    "GAN.fit float32": lambda cfg: dataclasses.replace(cfg, precision="float32"),
+    "GAN.fit mixed_bfloat16": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16"),
+    "GAN.fit float32 + jit_compile": lambda cfg: dataclasses.replace(cfg, precision="float32", jit_compile=True),
+    "GAN.fit mixed_bfloat16 + jit_compile": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16", jit_compile=True),
+    "GAN.fit mixed_bfloat16, 10 steps/execution": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16", steps_per_execution=10),
+}
+
+
+def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray) -> list[dict]:
+    base = dataclasses.replace(config_lib.preset("dcgan"), batch_size=batch_size)
+    runners = {}
+    for name, derive in VARIANTS.items():
+        cfg = derive(base)
+        runners[name] = (SeedsLoop if name.startswith("seeds") else FusedFit)(cfg, images)
+        runners[name].run(max(3, steps // 5))  # warm-up: tracing, compilation, first allocations
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():  # interleaved
+            start = time.perf_counter()
+            runner.run(steps)
+            times[name].append((time.perf_counter() - start) / steps)
+    return [{"variant": name, "batch": batch_size, "seconds_per_step": statistics.median(t)} for name, t in times.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per repeat at batch 32 (scaled down for larger batches)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    images = (np.random.default_rng(0).uniform(-1, 1, (2048, 28, 28, 1))).astype(np.float32)
+    generator, discriminator = architectures.build(config_lib.preset("dcgan"))
+    flops_per_image = step_flops(generator, discriminator)
+    peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
+
+    print(f"# DCGAN training throughput ({platform.processor() or platform.machine()}, TF {tf.__version__})")
+    print(f"analytic FLOPs per image per step: {flops_per_image / 1e6:.1f} MFLOP")
+    print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s\n")
+    print("| batch | variant | images/s | vs seeds' loop | GFLOP/s | % of matmul peak |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for batch in args.batch_sizes:
+        steps = max(4, args.steps * 32 // batch)
+        rows = measure(batch, steps, args.repeats, images)
+        baseline = batch / rows[0]["seconds_per_step"]
+        for row in rows:
+            rate = batch / row["seconds_per_step"]
+            gflops = rate * flops_per_image / 1e9
+            if row["variant"].startswith("seeds"):
+                peak_text = "n/a"
+            else:
+                peak = peaks["bfloat16" if "bfloat16" in row["variant"] else "float32"]
+                peak_text = f"{100 * gflops * 1e9 / peak:.0f}%"
+            print(f"| {batch} | {row['variant']} | {rate:.0f} | {rate / baseline:.2f}x | {gflops:.1f} | {peak_text} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
