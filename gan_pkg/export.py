@@ -138,6 +138,39 @@ def metadata(config: GANConfig, signatures: dict, step: int | None, evaluation: 
     }
 
 
+def write_saved_model(
+    generator: keras.Model,
+    config: GANConfig,
+    directory: str | os.PathLike,
+    model_name: str = contract.DEFAULT_MODEL_NAME,
+    step: int | None = None,
+    evaluation: dict | None = None,
+) -> Path:
+    """The complete SavedModel (signatures, warmup, metadata) in `directory`."""
+    module = _Signatures(float32_generator(generator, config), config)
+    signatures = module.signatures()
+    tf.saved_model.save(module, str(directory), signatures=signatures)
+    extra = Path(directory) / contract.ASSETS_EXTRA
+    extra.mkdir(exist_ok=True)
+    with tf.io.TFRecordWriter(str(extra / contract.WARMUP_FILE)) as writer:
+        for record in _warmup_records(signatures, config, model_name):
+            writer.write(record)
+    (extra / contract.METADATA_FILE).write_text(json.dumps(metadata(config, signatures, step, evaluation), indent=2))
+    return Path(directory)
+
+
+def publish(staging: Path, model_dir: Path) -> Path:
+    """Rename a complete SavedModel into the next integer version of `model_dir`."""
+    while True:  # another exporter may take a number first: take the next
+        target = Path(model_dir) / str((versions(model_dir) or [0])[-1] + 1)
+        try:
+            os.rename(staging, target)
+            return target
+        except OSError:
+            if not target.exists():
+                raise
+
+
 def export_generator(
     generator: keras.Model,
     config: GANConfig,
@@ -149,26 +182,10 @@ def export_generator(
     """Write the next integer version atomically and return its path."""
     model_dir = Path(export_base) / model_name
     model_dir.mkdir(parents=True, exist_ok=True)
-    module = _Signatures(float32_generator(generator, config), config)
-    signatures = module.signatures()
-
     staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
     try:
-        tf.saved_model.save(module, str(staging), signatures=signatures)
-        extra = staging / contract.ASSETS_EXTRA
-        extra.mkdir(exist_ok=True)
-        with tf.io.TFRecordWriter(str(extra / contract.WARMUP_FILE)) as writer:
-            for record in _warmup_records(signatures, config, model_name):
-                writer.write(record)
-        (extra / contract.METADATA_FILE).write_text(json.dumps(metadata(config, signatures, step, evaluation), indent=2))
-        while True:  # another exporter may take a number first: take the next
-            target = model_dir / str((versions(model_dir) or [0])[-1] + 1)
-            try:
-                os.rename(staging, target)
-                return target
-            except OSError:
-                if not target.exists():
-                    raise
+        write_saved_model(generator, config, staging, model_name, step, evaluation)
+        return publish(staging, model_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -162,9 +162,13 @@ def _check_workdir(workdir: Path) -> None:
         raise OSError(f"cannot write to workdir {workdir}: {error.strerror or error}") from None
 
 
-def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_callbacks=()) -> TrainResult:
+def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_callbacks=(), model: GAN | None = None) -> TrainResult:
     """Train (or resume) one run in `workdir`; raises DataError, ConfigConflict,
-    TrainingDiverged with messages meant for the user."""
+    TrainingDiverged with messages meant for the user.
+
+    `model` (built by `build_gan(config)`, as keras-tuner's HyperModel.build
+    does) is trained when the workdir has no checkpoint to resume from.
+    """
     workdir = Path(workdir)
     data = data_lib.load(config)  # bad data fails before anything is written
     _check_workdir(workdir)
@@ -182,7 +186,8 @@ def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_cal
             step = int(model.g_optimizer.iterations.numpy())
             print(f"resumed from {resumed_from} at step {step} (epoch {initial_epoch})")
         else:
-            initial_epoch, resumed_from, model = 0, None, build_gan(config)
+            initial_epoch, resumed_from = 0, None
+            model = model if model is not None else build_gan(config)
         config_file.write_text(config.to_json())
 
         epochs, steps_per_epoch = plan_epochs(config, data_lib.steps_per_epoch(data, config))

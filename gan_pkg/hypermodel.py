@@ -1,0 +1,78 @@
+"""keras-tuner HyperModel: hyperparameters -> GANConfig -> trained GAN -> val_fid.
+
+`build(hp)` maps the searched values onto the preset's config and builds the
+GAN; `fit(hp, model, ...)` trains it with `train.train` (keras-tuner's own
+callbacks ride along) and returns `val_fid` measured by the package's
+evaluator, the objective keras-tuner minimises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+
+from gan_pkg import evaluate, train
+from gan_pkg.config import GANConfig
+
+OBJECTIVE = kt.Objective("val_fid", direction="min")
+
+
+def scaled(filters: tuple, first: int) -> tuple:
+    """Keep the preset's layer-to-layer ratios, with `first` filters up front."""
+    return tuple(max(1, round(f * first / filters[0])) for f in filters)
+
+
+class GANHyperModel(kt.HyperModel):
+    def __init__(self, base: GANConfig, runs_dir: str | Path, num_eval_samples: int = 1000, tune_batch_size: bool = False):
+        super().__init__(name=f"gan-{base.preset}", tunable=True)
+        self.base = base
+        self.runs_dir = Path(runs_dir)
+        self.num_eval_samples = num_eval_samples
+        self.tune_batch_size = tune_batch_size
+
+    def config_for(self, hp: kt.HyperParameters) -> GANConfig:
+        base = self.base
+        g_first = hp.Choice("g_filters", sorted({max(8, base.g_filters[0] // 2), base.g_filters[0], base.g_filters[0] * 2}))
+        d_first = hp.Choice("d_filters", sorted({max(8, base.d_filters[0] // 2), base.d_filters[0], base.d_filters[0] * 2}))
+        changes = dict(
+            g_filters=scaled(base.g_filters, g_first),
+            d_filters=scaled(base.d_filters, d_first),
+            g_learning_rate=hp.Float("g_learning_rate", 5e-5, 2e-3, sampling="log", default=base.g_learning_rate),
+            d_learning_rate=hp.Float("d_learning_rate", 5e-5, 2e-3, sampling="log", default=base.d_learning_rate),
+        )
+        if self.tune_batch_size:
+            changes["batch_size"] = hp.Choice("batch_size", [16, 32, 64], default=base.batch_size)
+            changes["beta_1"] = hp.Float("beta_1", 0.0, 0.9, step=0.1, default=base.beta_1)
+        return dataclasses.replace(base, **changes)
+
+    def build(self, hp: kt.HyperParameters):
+        config = self.config_for(hp)
+        with train.dtype_policy(train.resolve_precision(config.precision)):
+            return train.build_gan(config)
+
+    def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=(), verbose=1, **kwargs):
+        """Train and score one trial. Hyperband passes epochs/initial_epoch and
+        has already loaded the earlier trial's weights into `model`."""
+        config = self.config_for(hp)
+        if epochs:
+            config = dataclasses.replace(config, epochs=max(1, epochs - initial_epoch))
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.mkdtemp(prefix="trial-", dir=self.runs_dir)
+        started = time.monotonic()
+        # verbose=None: train() picks a live bar on a terminal, a line per epoch in logs.
+        result = train.train(config, workdir, verbose=None if verbose else 0, extra_callbacks=list(callbacks), model=model)
+        scores = evaluate.evaluate_generator(
+            evaluate.keras_sample_fn(result.model.inference_generator, config),
+            config,
+            num_samples=self.num_eval_samples,
+            data=result.data,
+        )
+        return {
+            "val_fid": scores["generated"]["fid"],
+            "val_kid": scores["generated"]["kid"],
+            "seconds": time.monotonic() - started,
+        }

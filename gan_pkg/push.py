@@ -1,0 +1,125 @@
+"""python -m gan_pkg.push: publish a candidate SavedModel only when it is blessed.
+
+TFX's Evaluator + InfraValidator + Pusher in one step, without tfx:
+1. evaluate the candidate (FID on the held-out split, gan_pkg.evaluate);
+2. bless it only if its FID beats the currently served (latest) version's, and
+   `--max-fid` when given;
+3. infra check: a separate Python process that never imports gan_pkg loads it
+   with tf.saved_model.load and answers every signature with finite outputs;
+4. copy it into the next integer version, atomically, its evaluation recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from gan_pkg import contract
+
+INFRA_CHECK = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, tensorflow as tf
+    loaded = tf.saved_model.load(sys.argv[1])
+    seeds = tf.constant([0, 1, 2], tf.int64)
+    for name, fn in loaded.signatures.items():
+        if name == "serving_default":
+            dim = fn.structured_input_signature[1]["noise"].shape[1]
+            outputs = fn(noise=tf.zeros((3, dim)))
+        else:
+            outputs = fn(seed=seeds)
+        for key, value in outputs.items():
+            value = value.numpy()
+            assert value.shape[0] == 3, (name, key, value.shape)
+            if value.dtype.kind == "f":
+                assert np.isfinite(value).all(), (name, key)
+    assert "gan_pkg" not in sys.modules
+    print("ok", sorted(loaded.signatures))
+    """
+)
+
+
+class NotBlessed(RuntimeError):
+    pass
+
+
+def fid_of(result: dict) -> float:
+    return float(result["generated"]["fid"])
+
+
+def infra_check(saved_model: Path, timeout: float = 300) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", INFRA_CHECK, str(saved_model)], capture_output=True, text=True, timeout=timeout
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise NotBlessed(f"infra check failed: {saved_model} did not load and answer in a fresh process ({last})")
+
+
+def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | None = None, num_samples: int = 1000) -> Path:
+    """Evaluate, bless, infra-check and publish `candidate`; return the new version dir."""
+    from gan_pkg import evaluate, export
+
+    candidate = Path(candidate)
+    if not (candidate / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"{candidate}: no saved_model.pb; pass the directory a run_fn or export wrote")
+    result = evaluate.evaluate_export(candidate, num_samples, seed=0)
+    fid = fid_of(result)
+    model_dir = Path(export_base) / model_name
+    served = export.versions(model_dir)
+    if served:
+        current_dir = model_dir / str(served[-1])
+        current = evaluate.read_export(current_dir).get("evaluation") or {}
+        if current.get("num_samples") != num_samples or "generated" not in current:
+            current = evaluate.evaluate_export(current_dir, num_samples, seed=0)
+        if fid >= fid_of(current):
+            raise NotBlessed(f"not blessed: FID {fid:.3f} does not beat served version {served[-1]}'s {fid_of(current):.3f}")
+    if max_fid is not None and fid > max_fid:
+        raise NotBlessed(f"not blessed: FID {fid:.3f} is above --max-fid {max_fid:g}")
+    infra_check(candidate)
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=model_dir))
+    try:
+        shutil.copytree(candidate, staging, dirs_exist_ok=True)
+        metadata_file = staging / contract.ASSETS_EXTRA / contract.METADATA_FILE
+        metadata = json.loads(metadata_file.read_text())
+        metadata["evaluation"] = result
+        metadata_file.write_text(json.dumps(metadata, indent=2))
+        return export.publish(staging, model_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gan_pkg.push", description=__doc__.splitlines()[0])
+    parser.add_argument("--candidate", required=True, type=Path, help="a SavedModel directory (e.g. run_fn's serving_model_dir)")
+    parser.add_argument("--export-base", type=Path, default=Path(contract.DEFAULT_EXPORT_BASE))
+    parser.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME)
+    parser.add_argument("--max-fid", type=float, help="also require FID at most this")
+    parser.add_argument("--num-samples", type=int, default=1000)
+    args = parser.parse_args(argv)
+    from gan_pkg.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    try:
+        target = push(args.candidate, args.export_base, args.model_name, args.max_fid, args.num_samples)
+    except NotBlessed as error:
+        print(error, file=sys.stderr)
+        return 1
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"blessed and published {args.candidate} as {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""keras-tuner search, TFX-style run_fn/tuner_fn, and the blessing push."""
+
+import csv
+import json
+import types
+
+import pytest
+
+from gan_pkg import export, push, tfx_module
+from conftest import REPO, run_python
+
+TINY = {"g_initial_shape": [7, 7, 8], "g_filters": [8, 4], "d_filters": [4, 4, 4, 4], "holdout": 100, "precision": "float32", "batch_size": 8}
+TINY_FLAGS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+
+
+def test_search_writes_its_tables_and_resumes_without_redoing_trials(tmp_path):
+    command = [f"{REPO}/tuning/search.py", "--tuner", "random", "--max-trials", "2", "--steps", "3",
+               "--num-samples", "100", "--directory", str(tmp_path), *TINY_FLAGS]
+    first = run_python(*command, timeout=400)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = tmp_path / "dcgan"
+    best = json.loads((out / "best_hyperparameters.json").read_text())
+    assert set(best["values"]) >= {"g_filters", "d_filters", "g_learning_rate", "d_learning_rate"}
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(row["status"] == "COMPLETED" for row in rows)
+    fids = [float(row["val_fid"]) for row in rows]
+    assert fids == sorted(fids) and best["val_fid"] == pytest.approx(fids[0], abs=1e-3)
+    assert "| trial | status |" in (out / "trials.md").read_text()
+
+    second = run_python(*command, timeout=400)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "2 trial(s) already completed" in second.stdout
+    with open(out / "trials.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def _fn_args(tmp_path, **extra):
+    return types.SimpleNamespace(
+        custom_config={"preset": "dcgan", **TINY}, train_files=["mnist-sample"], eval_files=[], train_steps=4,
+        eval_steps=100, serving_model_dir=str(tmp_path / "serving"), model_run_dir=str(tmp_path / "run"),
+        hyperparameters=None, working_dir=str(tmp_path / "tuner"), **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def candidate(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tfx")
+    tfx_module.run_fn(_fn_args(root))
+    return root / "serving"
+
+
+def test_run_fn_trains_and_writes_a_servable_model(candidate):
+    assert (candidate / "saved_model.pb").is_file()
+    metadata = json.loads((candidate / "assets.extra" / "gan_pkg.json").read_text())
+    assert metadata["training_step"] == 4 and metadata["config"]["g_filters"] == [8, 4]
+
+
+def test_tuner_fn_returns_a_tuner_searching_val_fid(tmp_path):
+    result = tfx_module.tuner_fn(_fn_args(tmp_path))
+    assert result.tuner.oracle.objective.name == "val_fid" and result.tuner.oracle.objective.direction == "min"
+    assert {"g_filters", "d_learning_rate"} <= {hp.name for hp in result.tuner.oracle.hyperparameters.space}
+    assert isinstance(result.fit_kwargs, dict)
+
+
+def test_push_publishes_only_blessed_models(candidate, tmp_path):
+    with pytest.raises(push.NotBlessed, match="above --max-fid"):
+        push.push(candidate, tmp_path / "export", "gan", max_fid=1.0, num_samples=100)
+    assert export.versions(tmp_path / "export" / "gan") == []  # nothing published, nothing half-written
+
+    first = push.push(candidate, tmp_path / "export", "gan", num_samples=100)
+    assert first.name == "1"
+    recorded = json.loads((first / "assets.extra" / "gan_pkg.json").read_text())["evaluation"]
+    assert recorded["generated"]["fid"] > 0
+    with pytest.raises(push.NotBlessed, match="does not beat served version 1"):
+        push.push(candidate, tmp_path / "export", "gan", num_samples=100)
+    assert export.versions(tmp_path / "export" / "gan") == [1]

@@ -1,0 +1,138 @@
+"""python tuning/search.py: keras-tuner search for the GAN's filters and learning rates.
+
+The objective is `val_fid` (minimised), measured by gan_pkg.evaluate on the
+held-out split. Rerunning the same command resumes the search (keras-tuner
+keeps its state in <directory>/<project>); --overwrite starts over. Distributed
+search uses keras-tuner's own KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP /
+KERASTUNER_ORACLE_PORT variables (see the README).
+
+Writes <directory>/<project>/best_hyperparameters.json, trials.csv and
+trials.md (sorted by the objective); --export retrains the best configuration
+and exports it like `python -m gan_pkg.fit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from gan_pkg import config as config_lib  # noqa: E402
+from gan_pkg import contract  # noqa: E402
+from gan_pkg.cli import import_tensorflow_quietly  # noqa: E402
+
+TUNERS = ("random", "bayesian", "hyperband")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python tuning/search.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="dcgan", choices=sorted(config_lib.PRESETS))
+    parser.add_argument("--tuner", default="bayesian", choices=TUNERS)
+    parser.add_argument("--max-trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the training split per trial (hyperband: the maximum)")
+    parser.add_argument("--steps", type=int, help="training steps per trial instead of --epochs")
+    parser.add_argument("--directory", default="tuning_runs")
+    parser.add_argument("--project", help="default: the preset name")
+    parser.add_argument("--overwrite", action="store_true", help="discard earlier trials and start over")
+    parser.add_argument("--num-samples", type=int, default=1000, help="generated images per FID evaluation")
+    parser.add_argument("--tune-batch-size", action="store_true", help="also search batch size and Adam's beta_1")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override the preset's config")
+    parser.add_argument("--export", action="store_true", help="retrain the best configuration and export it")
+    parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE)
+    parser.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME)
+    args = parser.parse_args(argv)
+    for name in ("max_trials", "epochs", "num_samples", "steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def make_tuner(name: str, hypermodel, objective, max_trials: int, epochs: int, directory: Path, project: str, overwrite: bool):
+    import keras_tuner as kt
+
+    common = dict(objective=objective, directory=str(directory), project_name=project, overwrite=overwrite, max_consecutive_failed_trials=3)
+    if name == "random":
+        return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
+    if name == "bayesian":
+        return kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    # Hyperband sizes its own brackets from max_epochs; max_trials has no meaning there.
+    return kt.Hyperband(hypermodel, max_epochs=epochs, factor=3, **common)
+
+
+def trial_rows(tuner) -> list[dict]:
+    """One row per trial: hyperparameters, objective, time, status; best first."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        row = {"trial": trial.trial_id, "status": trial.status}
+        row.update({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
+        for metric in ("val_fid", "val_kid", "seconds"):
+            value = trial.metrics.get_last_value(metric) if trial.metrics.exists(metric) else None
+            row[metric] = None if value is None else round(float(value), 5 if metric == "val_kid" else 3)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["val_fid"] is None, r["val_fid"] if r["val_fid"] is not None else 0.0))
+
+
+def write_tables(rows: list[dict], directory: Path) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(directory / "trials.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    cell = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    (directory / "trials.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        base = config_lib.preset(args.preset).override(args.set)
+        if args.steps:
+            base = base.override([f"steps={args.steps}", "epochs=0"])
+        else:
+            base = base.override([f"epochs={args.epochs}"])
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    import_tensorflow_quietly()
+    from gan_pkg import export, hypermodel, train
+
+    project = args.project or args.preset
+    directory = Path(args.directory)
+    model = hypermodel.GANHyperModel(base, directory / project / "trial_runs", args.num_samples, args.tune_batch_size)
+    tuner = make_tuner(args.tuner, model, hypermodel.OBJECTIVE, args.max_trials, args.epochs, directory, project, args.overwrite)
+    done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    if done:
+        print(f"resuming {directory / project}: {done} trial(s) already completed (--overwrite to start over)")
+    tuner.search(epochs=None if args.tuner != "hyperband" else args.epochs, verbose=1)
+
+    out = directory / project
+    rows = trial_rows(tuner)
+    write_tables(rows, out)
+    completed = [r for r in rows if r["val_fid"] is not None]
+    if not completed:
+        print("error: no trial completed; see the trial errors above", file=sys.stderr)
+        return 1
+    best = tuner.get_best_hyperparameters(1)[0]
+    best_config = model.config_for(best)
+    (out / "best_hyperparameters.json").write_text(
+        json.dumps({"values": best.values, "val_fid": completed[0]["val_fid"], "config": json.loads(best_config.to_json())}, indent=2)
+    )
+    print(f"best val_fid {completed[0]['val_fid']:.3f} with {json.dumps({k: v for k, v in best.values.items() if not k.startswith('tuner/')})}")
+    print(f"wrote {out / 'best_hyperparameters.json'}, {out / 'trials.csv'}, {out / 'trials.md'}")
+    if args.export:
+        result = train.train(best_config, out / "best_run")
+        target = export.export_model(result.model, best_config, args.export_base, args.model_name)
+        print(f"exported the best configuration to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
