@@ -183,6 +183,7 @@ def export_generator(
     model_dir = Path(export_base) / model_name
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
+    os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the model from a server running as another user
     try:
         write_saved_model(generator, config, staging, model_name, step, evaluation)
         return publish(staging, model_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -86,6 +87,7 @@ def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | N
 
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=model_dir))
+    os.chmod(staging, 0o755)  # as export does: readable by a server running as another user
     try:
         shutil.copytree(candidate, staging, dirs_exist_ok=True)
         metadata_file = staging / contract.ASSETS_EXTRA / contract.METADATA_FILE

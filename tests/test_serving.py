@@ -81,7 +81,7 @@ def server_args(**overrides):
     values = dict(
         port=0, rest_api_port=free_port(), host="127.0.0.1", model_name="gan", model_base_path=None, model_config_file=None,
         file_system_poll_wait_seconds=0.2, enable_batching=False, batching_parameters_file=None, max_batch_size=8,
-        ssl_config_file=None,
+        ssl_config_file=None, monitoring_config_file=None,
     )
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -288,13 +288,13 @@ def test_rest_predict_row_and_columnar(served, client):
     assert code == 200 and np.array(body["predictions"]).shape == (1, 28, 28, 1)
 
 
-def test_rest_png_is_b64_and_rest_client(served):
+def test_rest_png_is_b64_and_rest_client(served, client):
     c = client_mod.RestGeneratorClient(f"127.0.0.1:{served.rest_port}", retries=0)
     pngs = c.generate_png([1])
     assert Image.open(io.BytesIO(pngs[0])).size == (28, 28)
     assert c.generate(seeds=[1, 2]).shape == (2, 28, 28, 1)
     assert c.status()["model_version_status"][0]["state"] == "AVAILABLE"
-    assert set(c.metadata()) == {contract.SERVING_DEFAULT, contract.GENERATE, contract.GENERATE_PNG}
+    assert c.metadata() == client.metadata()
 
 
 @pytest.mark.parametrize(
@@ -333,7 +333,7 @@ def test_new_version_picked_up_half_written_ignored_deleted_unloaded(tmp_path, e
         new = export_tiny(base)  # next integer version, renamed into place atomically
         version = int(new.name)
         assert version == 51
-        wait_for(lambda: core.states.get(version, ("",))[0] == "AVAILABLE", what=f"version {version} AVAILABLE")
+        wait_for(lambda: core.states.get(version, ("",))[0] == "AVAILABLE", timeout=60, what=f"version {version} AVAILABLE")
         with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0) as c:
             response = c._call(c.prediction.Predict, client_mod.build_predict_request("gan", contract.GENERATE, seeds=[1]))
             assert response.model_spec.version.value == version
@@ -352,7 +352,7 @@ def test_new_version_picked_up_half_written_ignored_deleted_unloaded(tmp_path, e
 
 def test_batching_merges_concurrent_requests(tmp_path, export_base, client):
     params = tmp_path / "batching.config"
-    params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 500000 }\nnum_batch_threads { value: 1 }\n")
+    params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 1000000 }\nnum_batch_threads { value: 1 }\n")
     running = server_mod.start(
         server_args(model_base_path=str(export_base / "gan"), enable_batching=True, batching_parameters_file=str(params), max_batch_size=64),
         log=quiet,
@@ -435,6 +435,11 @@ def test_client_request_building_and_parsing():
     assert client_mod.default_signature(seeds=[1]) == contract.GENERATE
     with pytest.raises(ValueError):
         client_mod.default_signature()
+    noise = np.zeros((1, LATENT))
+    assert client_mod.generate_signature(contract.GENERATE, noise=noise) == contract.SERVING_DEFAULT
+    assert client_mod.generate_signature(contract.SERVING_DEFAULT, seeds=[1]) == contract.GENERATE
+    assert client_mod.generate_signature(contract.GENERATE_PNG, seeds=[1]) == contract.GENERATE
+    assert client_mod.generate_signature("custom", seeds=[1]) == "custom"
 
 
 def test_client_rest_parsing_and_backoff():
@@ -494,13 +499,90 @@ def test_server_and_client_scripts(tmp_path, export_base):
             server.wait(timeout=10)
 
 
-def test_client_script_unreachable_server_fails_with_one_line(tmp_path):
+@pytest.mark.parametrize("transport", [["--server"], ["--rest", "--rest-server"]], ids=["grpc", "rest"])
+def test_client_script_unreachable_server_fails_with_one_line(tmp_path, transport):
     done = subprocess.run(
-        [sys.executable, str(REPO / "serving" / "client.py"), "--rest", "--rest-server", f"127.0.0.1:{free_port()}",
+        [sys.executable, str(REPO / "serving" / "client.py"), *transport, f"127.0.0.1:{free_port()}",
          "--retries", "0", "--out", str(tmp_path / "x.png")],
         capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    assert done.returncode != 0
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "cannot reach" in errors[0] and "Traceback" not in done.stderr
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: UNAVAILABLE") and "cannot reach" in lines[0], done.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_version_failing_warmup_is_not_served_and_old_one_stays(tmp_path, export_base):
+    base = tmp_path / "gan"
+    shutil.copytree(export_base / "gan", base)
+    running = server_mod.start(server_args(model_base_path=str(base), rest_api_port=0), log=quiet)
+    try:
+        core = running.core.models["gan"]
+        staging = tmp_path / "staging"
+        shutil.copytree(base / "1", staging)
+        (staging / contract.ASSETS_EXTRA / contract.WARMUP_FILE).write_bytes(b"not a TFRecord")
+        staging.rename(base / "2")
+        wait_for(lambda: core.states.get(2, ("",))[0] == "END", what="version 2 to fail")
+        state, code, message = core.states[2]
+        assert code != grpc.StatusCode.OK and "failed to load" in message
+        assert set(core.servables) == {1}
+        with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0) as c:
+            assert c.generate(seeds=[1]).shape == (1, 28, 28, 1)
+    finally:
+        running.stop(grace=2)
+
+
+def test_stop_drains_in_flight_requests(tmp_path, export_base):
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n")  # holds a lone request 1 s
+    running = server_mod.start(
+        server_args(model_base_path=str(export_base / "gan"), enable_batching=True, batching_parameters_file=str(params), rest_api_port=0),
+        log=quiet,
+    )
+    with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0) as c:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(c.generate, None, [1, 2])
+            wait_for(lambda: running.core.batcher._queues, timeout=30, interval=0.01, what="request queued")
+            running.stop(grace=10)
+            assert pending.result(timeout=30).shape == (2, 28, 28, 1)
+        with pytest.raises(client_mod.ServingError) as caught:
+            c.status()
+    assert caught.value.code == "UNAVAILABLE"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a test certificate")
+def test_ssl_config_file_serves_tls(tmp_path, export_base):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )
+    ssl = tmp_path / "ssl.config"
+    ssl.write_text(f"server_key: {json.dumps(key.read_text())}\nserver_cert: {json.dumps(cert.read_text())}\nclient_verify: false\n")
+    running = server_mod.start(server_args(model_base_path=str(export_base / "gan"), ssl_config_file=str(ssl), rest_api_port=0), log=quiet)
+    try:
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(f"localhost:{running.grpc_port}", credentials) as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_noise_request(), timeout=30)
+        assert response.model_spec.version.value == 1
+    finally:
+        running.stop(grace=2)
+
+
+def test_prometheus_metrics_on_rest_port(tmp_path, export_base):
+    monitoring = tmp_path / "monitoring.config"
+    shutil.copy(REPO / "serving" / "monitoring.config", monitoring)
+    running = server_mod.start(server_args(model_base_path=str(export_base / "gan"), monitoring_config_file=str(monitoring)), log=quiet)
+    try:
+        assert rest(running.rest_port, "/v1/models/gan:predict", {"signature_name": "generate", "instances": [1]})[0] == 200
+        assert rest(running.rest_port, "/v1/models/gan:predict", {"signature_name": "nope", "instances": [1]})[0] == 400
+        with urllib.request.urlopen(f"http://127.0.0.1:{running.rest_port}/monitoring/prometheus/metrics", timeout=30) as response:
+            text = response.read().decode()
+        assert ':tensorflow:serving:request_count{model_name="gan",status="OK"} 1' in text
+        assert ':tensorflow:serving:request_count{model_name="gan",status="FAILED_PRECONDITION"} 1' in text
+        assert ':tensorflow:serving:request_latency_count{model_name="gan",API="predict"} 2' in text
+    finally:
+        running.stop(grace=2)

@@ -1,0 +1,435 @@
+"""Client for a served gan_pkg generator: TF Serving's gRPC API (or REST with --rest).
+
+    python serving/client.py --server localhost:8500 --num 16 --seed 0 --out samples.png
+    python serving/client.py --rest --rest-server localhost:8501 --num 16 --out samples.png
+
+Uses only standard TF Serving API features, so it works unchanged against
+tensorflow_model_server (the Docker image) and against serving/server.py.
+Request building and response parsing are small pure functions below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from gan_pkg import contract  # noqa: E402
+
+MAX_MESSAGE_BYTES = 2**31 - 1
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+OUTPUT_KEYS = (contract.IMAGES, contract.SAMPLES)
+# DataType enum names in REST metadata -> the names tf.dtypes uses (what the gRPC path reports).
+_REST_DTYPES = {
+    "DT_FLOAT": "float32", "DT_DOUBLE": "float64", "DT_HALF": "float16", "DT_BFLOAT16": "bfloat16",
+    "DT_INT64": "int64", "DT_INT32": "int32", "DT_UINT8": "uint8", "DT_BOOL": "bool", "DT_STRING": "string",
+}
+
+
+class ServingError(Exception):
+    """A failed call: `code` is the gRPC status name (or HTTP status for REST), `message` the server's words."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def default_signature(noise=None, seeds=None) -> str:
+    if (noise is None) == (seeds is None):
+        raise ValueError("pass exactly one of noise (an array [batch, latent_dim]) or seeds (a list of ints)")
+    return contract.SERVING_DEFAULT if noise is not None else contract.GENERATE
+
+
+def generate_signature(configured, noise=None, seeds=None) -> str:
+    """The client's configured signature when it takes what is being sent, else the standard one:
+    noise goes to serving_default, seeds to generate (generate_png returns PNG bytes, not arrays)."""
+    standard = default_signature(noise, seeds)
+    if configured in (None, contract.GENERATE_PNG):
+        return standard
+    seed_signatures = (contract.GENERATE,)
+    if (seeds is not None) == (configured in seed_signatures) or configured not in (contract.SERVING_DEFAULT, contract.GENERATE):
+        return configured  # a custom signature is the caller's call
+    return standard
+
+
+def _tensor_proto(array: np.ndarray):
+    import tensorflow as tf
+
+    return tf.make_tensor_proto(array)
+
+
+def build_predict_request(model_name, signature, noise=None, seeds=None, version=None, output_filter=()):
+    """A PredictRequest with `noise` (float32 [B, latent]) or `seed` (int64 [B])."""
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    if noise is not None:
+        request.inputs[contract.NOISE].CopyFrom(_tensor_proto(np.asarray(noise, np.float32)))
+    elif seeds is not None:
+        request.inputs[contract.SEED].CopyFrom(_tensor_proto(np.asarray(seeds, np.int64).reshape(-1)))
+    else:
+        raise ValueError("pass noise or seeds")
+    request.output_filter.extend(output_filter)
+    return request
+
+
+def parse_predict_response(response) -> dict:
+    """PredictResponse -> {output key: ndarray} (strings as bytes objects)."""
+    import tensorflow as tf
+
+    return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+
+
+def pick_output(outputs: dict) -> np.ndarray:
+    """The generated batch: images (image presets) or samples (1-D presets)."""
+    for key in OUTPUT_KEYS:
+        if key in outputs:
+            return outputs[key]
+    raise ServingError("INVALID_RESPONSE", f"response has no '{contract.IMAGES}' or '{contract.SAMPLES}' output: {sorted(outputs)}")
+
+
+def build_rest_body(signature, noise=None, seeds=None) -> dict:
+    """Columnar ("inputs") JSON body for TF Serving's REST :predict."""
+    body = {"signature_name": signature}
+    if noise is not None:
+        body["inputs"] = {contract.NOISE: np.asarray(noise, np.float32).tolist()}
+    elif seeds is not None:
+        body["inputs"] = {contract.SEED: [int(s) for s in np.asarray(seeds).reshape(-1)]}
+    else:
+        raise ValueError("pass noise or seeds")
+    return body
+
+
+def _decode_json(value):
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_decode_json(v) for v in value]
+    return value
+
+
+def parse_rest_response(payload: dict) -> dict:
+    """REST :predict JSON ("outputs" or "predictions") -> {output key: ndarray}."""
+    if "error" in payload:
+        raise ServingError("REST", payload["error"])
+    if "outputs" in payload:
+        outputs = payload["outputs"]
+        if not isinstance(outputs, dict):  # a single-output signature: TF Serving drops the key
+            outputs = {"output": outputs}
+    elif "predictions" in payload:
+        rows = payload["predictions"]
+        if rows and all(isinstance(r, dict) and set(r) != {"b64"} for r in rows):
+            outputs = {k: [r[k] for r in rows] for k in rows[0]}
+        else:
+            outputs = {"output": rows}
+    else:
+        raise ServingError("INVALID_RESPONSE", f"REST response has neither 'outputs' nor 'predictions': {sorted(payload)}")
+    result = {}
+    for key, value in outputs.items():
+        decoded = _decode_json(value)
+        has_bytes = _contains_bytes(decoded)
+        result[key] = np.array(decoded, dtype=object) if has_bytes else np.asarray(decoded, np.float32)
+    return result
+
+
+def _contains_bytes(value) -> bool:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, bytes)
+
+
+def backoff_delays(retries: int, base: float = 0.25, cap: float = 4.0) -> list[float]:
+    """Seconds to sleep before each retry: exponential, capped."""
+    return [min(cap, base * 2**i) for i in range(max(0, retries))]
+
+
+def status_to_dict(response) -> dict:
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    return {
+        "model_version_status": [
+            {
+                "version": str(s.version),
+                "state": get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
+                "status": {"error_code": s.status.error_code, "error_message": s.status.error_message},
+            }
+            for s in response.model_version_status
+        ]
+    }
+
+
+def metadata_to_dict(response) -> dict:
+    """GetModelMetadataResponse -> {signature: {"inputs": {key: (dtype, shape)}, "outputs": {...}}}."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signature_map)
+
+    def describe(infos):
+        return {
+            key: (tf.dtypes.as_dtype(info.dtype).name, [d.size if d.size >= 0 else None for d in info.tensor_shape.dim])
+            for key, info in infos.items()
+        }
+
+    return {
+        name: {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+        for name, sig in signature_map.signature_def.items()
+        if not name.startswith("__")
+    }
+
+
+# --------------------------------------------------------------------------- clients
+
+
+class GeneratorClient:
+    """Generate from a served model over gRPC.
+
+    `generate(noise)` -> images [B, H, W, C] in [0, 1] (or samples [B, n]);
+    `generate(seeds=[...])` uses the `generate` signature (row i depends only on seed i).
+    """
+
+    def __init__(self, target=f"localhost:{contract.GRPC_PORT}", model_name=contract.DEFAULT_MODEL_NAME, signature=None,
+                 timeout=30.0, retries=5, version=None):
+        import grpc
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        self._grpc = grpc
+        self.target, self.model_name, self.signature = target, model_name, signature
+        self.timeout, self.retries, self.version = timeout, retries, version
+        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+
+    def close(self):
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request):
+        """One RPC with a deadline; UNAVAILABLE (server not up yet, restarting) is retried with backoff."""
+        grpc = self._grpc
+        delays = backoff_delays(self.retries)
+        for attempt in range(len(delays) + 1):
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as error:
+                code = error.code()
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < len(delays):
+                    time.sleep(delays[attempt])
+                    continue
+                details = error.details() or ""
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    details = f"cannot reach {self.target} after {attempt + 1} attempts: {details}"
+                raise ServingError(code.name, details) from None
+
+    def predict(self, noise=None, seeds=None, signature=None, output_filter=()) -> dict:
+        signature = signature or self.signature or default_signature(noise, seeds)
+        request = build_predict_request(self.model_name, signature, noise, seeds, self.version, output_filter)
+        return parse_predict_response(self._call(self.prediction.Predict, request))
+
+    def generate(self, noise=None, seeds=None) -> np.ndarray:
+        return pick_output(self.predict(noise, seeds, generate_signature(self.signature, noise, seeds)))
+
+    def generate_png(self, seeds) -> list[bytes]:
+        outputs = self.predict(seeds=seeds, signature=contract.GENERATE_PNG)
+        return [bytes(b) for b in outputs[contract.PNG].reshape(-1)]
+
+    def status(self) -> dict:
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        if self.version is not None:
+            request.model_spec.version.value = int(self.version)
+        return status_to_dict(self._call(self.models.GetModelStatus, request))
+
+    def metadata(self) -> dict:
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        if self.version is not None:
+            request.model_spec.version.value = int(self.version)
+        return metadata_to_dict(self._call(self.prediction.GetModelMetadata, request))
+
+
+class RestGeneratorClient:
+    """The same calls over TF Serving's REST API (stdlib urllib only)."""
+
+    def __init__(self, target=f"localhost:{contract.REST_PORT}", model_name=contract.DEFAULT_MODEL_NAME, signature=None,
+                 timeout=30.0, retries=5, version=None):
+        self.base = target if target.startswith("http") else f"http://{target}"
+        self.model_name, self.signature, self.timeout, self.retries, self.version = model_name, signature, timeout, retries, version
+
+    def _url(self, suffix=""):
+        version = f"/versions/{int(self.version)}" if self.version is not None else ""
+        return f"{self.base}/v1/models/{self.model_name}{version}{suffix}"
+
+    def _request(self, url, body=None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        delays = backoff_delays(self.retries)
+        for attempt in range(len(delays) + 1):
+            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                try:
+                    message = json.loads(error.read()).get("error", "")
+                except ValueError:
+                    message = error.reason
+                if error.code == 503 and attempt < len(delays):
+                    time.sleep(delays[attempt])
+                    continue
+                raise ServingError(f"HTTP {error.code}", message) from None
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+                if attempt < len(delays):
+                    time.sleep(delays[attempt])
+                    continue
+                reason = getattr(error, "reason", error)
+                raise ServingError("UNAVAILABLE", f"cannot reach {self.base} after {attempt + 1} attempts: {reason}") from None
+
+    def predict(self, noise=None, seeds=None, signature=None) -> dict:
+        signature = signature or self.signature or default_signature(noise, seeds)
+        return parse_rest_response(self._request(self._url(":predict"), build_rest_body(signature, noise, seeds)))
+
+    def generate(self, noise=None, seeds=None) -> np.ndarray:
+        outputs = self.predict(noise, seeds, generate_signature(self.signature, noise, seeds))
+        return outputs["output"] if "output" in outputs else pick_output(outputs)
+
+    def generate_png(self, seeds) -> list[bytes]:
+        outputs = self.predict(seeds=seeds, signature=contract.GENERATE_PNG)
+        return [bytes(b) for b in next(iter(outputs.values())).reshape(-1)]
+
+    def status(self) -> dict:
+        return self._request(self._url())
+
+    def metadata(self) -> dict:
+        payload = self._request(self._url("/metadata"))
+        signatures = payload["metadata"]["signature_def"]["signature_def"]
+
+        def describe(infos):
+            return {
+                key: (_REST_DTYPES.get(info["dtype"], info["dtype"]), [int(d["size"]) if int(d["size"]) >= 0 else None for d in info.get("tensor_shape", {}).get("dim", [])])
+                for key, info in infos.items()
+            }
+
+        return {
+            name: {"inputs": describe(sig.get("inputs", {})), "outputs": describe(sig.get("outputs", {}))}
+            for name, sig in signatures.items()
+            if not name.startswith("__")
+        }
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def latent_dim_of(metadata: dict, signature=contract.SERVING_DEFAULT) -> int:
+    dtype, shape = metadata[signature]["inputs"][contract.NOISE]
+    return int(shape[-1])
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Ask a served gan_pkg generator for samples and save them as a PNG grid.")
+    p.add_argument("--server", default=f"localhost:{contract.GRPC_PORT}", help="gRPC address host:port")
+    p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
+    p.add_argument("--rest-server", default=f"localhost:{contract.REST_PORT}", help="REST address host:port (with --rest)")
+    p.add_argument("--model", default=contract.DEFAULT_MODEL_NAME)
+    p.add_argument("--signature", default=contract.SERVING_DEFAULT,
+                   choices=[contract.SERVING_DEFAULT, contract.GENERATE, contract.GENERATE_PNG],
+                   help="serving_default sends standard-normal noise; generate/generate_png send seeds and use "
+                        "the model's own latent distribution (use them for uniform-noise presets)")
+    p.add_argument("--version", type=int, help="a specific model version (default: the latest served)")
+    p.add_argument("--num", type=int, default=16, help="how many samples")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (serving_default) or first seed (generate*)")
+    p.add_argument("--out", default="samples.png", help="PNG grid to write")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    p.add_argument("--retries", type=int, default=5, help="retries while the server is unavailable")
+    args = p.parse_args(argv)
+    if args.num < 1:
+        p.error("--num must be at least 1")
+    return args
+
+
+def run(args) -> str:
+    from gan_pkg import pictures
+
+    kind = RestGeneratorClient if args.rest else GeneratorClient
+    target = args.rest_server if args.rest else args.server
+    client = kind(target, args.model, args.signature, timeout=args.timeout, retries=args.retries, version=args.version)
+    seeds = np.arange(args.seed, args.seed + args.num, dtype=np.int64)
+    if args.signature == contract.GENERATE_PNG:
+        import io
+
+        from PIL import Image
+
+        images = np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in client.generate_png(seeds)]).astype(np.float32) / 255.0
+        if images.ndim == 3:
+            images = images[..., None]
+    elif args.signature == contract.GENERATE:
+        images = client.generate(seeds=seeds)
+    else:
+        latent = latent_dim_of(client.metadata())
+        images = client.generate(noise=_noise(latent, args.num, args.seed))
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+        raise ServingError("UNSUPPORTED", f"model returned shape {list(images.shape)}, not images [B, H, W, C]; nothing to draw")
+    pictures.save_grid(images, Path(args.out))
+    via = f"REST {target}" if args.rest else f"gRPC {target}"
+    return f"wrote {args.out}: {len(images)} samples {list(images.shape[1:])} from model '{args.model}' ({args.signature}, {via})"
+
+
+def _noise(latent_dim: int, num: int, seed: int) -> np.ndarray:
+    # The served model's default latent distribution (config.latent_distribution) is not
+    # visible through TF Serving's API; a standard normal matches the image presets.
+    return np.random.default_rng(seed).standard_normal((num, latent_dim)).astype(np.float32)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.rest:  # the gRPC protos import TensorFlow: keep its start-up banner off stderr
+        from gan_pkg.cli import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+    try:
+        print(run(args), flush=True)
+    except ServingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
