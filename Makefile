@@ -16,14 +16,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Train and export the default DCGAN, score it, serve it, fetch 16 digits over gRPC.
 demo: $(STAMP)
 	$(PY) -m gan_pkg.fit
+	$(PY) -m gan_pkg.evaluate --export export/gan
+	@$(PY) serving/server.py --model_base_path export/gan & server=$$!; \
+	  $(PY) serving/client.py --server localhost:8500 --num 16 --seed 0 --out samples.png; status=$$?; \
+	  kill -TERM $$server; wait $$server; exit $$status
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
-	@echo "benchmarks: see bench/ (none yet)"
+	$(PY) bench/train_throughput.py
+	$(PY) bench/serving.py
+	$(PY) bench/time_to_quality.py
 
 clean:
 	rm -rf $(VENV) runs export
