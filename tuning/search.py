@@ -108,10 +108,14 @@ def main(argv=None) -> int:
     directory = Path(args.directory)
     model = hypermodel.GANHyperModel(base, directory / project / "trial_runs", args.num_samples, args.tune_batch_size)
     tuner = make_tuner(args.tuner, model, hypermodel.OBJECTIVE, args.max_trials, args.epochs, directory, project, args.overwrite)
-    done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    is_worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"  # keras-tuner's distributed mode
+    done = 0 if is_worker else sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
     if done:
         print(f"resuming {directory / project}: {done} trial(s) already completed (--overwrite to start over)")
     tuner.search(epochs=None if args.tuner != "hyperband" else args.epochs, verbose=1)
+    if is_worker:
+        print(f"worker {os.environ['KERASTUNER_TUNER_ID']} done; the chief writes the tables")
+        return 0
 
     out = directory / project
     rows = trial_rows(tuner)
