@@ -25,6 +25,12 @@ def _activation(name: str) -> layers.Layer:
     return layers.Activation(name)
 
 
+def _batch_norm(config: GANConfig, momentum: float) -> layers.Layer:
+    # Under a tf.distribute strategy each replica would keep its own moving
+    # statistics; synchronising batch statistics keeps every replica's model equal.
+    return layers.BatchNormalization(momentum=momentum, synchronized=config.strategy != "default")
+
+
 def _output_activation(config: GANConfig) -> layers.Layer:
     return layers.Activation("tanh" if config.output_range else "linear", dtype="float32")
 
@@ -53,7 +59,7 @@ def _conv_generator_body(config: GANConfig, x, conv_init=None):
             break
         x = _activation(config.g_activation)(x)
         if config.g_bn_momentum:
-            x = layers.BatchNormalization(momentum=config.g_bn_momentum)(x)
+            x = _batch_norm(config, config.g_bn_momentum)(x)
     return _output_activation(config)(x)
 
 
@@ -72,7 +78,7 @@ def build_dcgan(config: GANConfig):
     x = layers.Dense(math.prod(config.g_initial_shape), activation="relu")(z)
     x = layers.Reshape(config.g_initial_shape)(x)
     if config.g_bn_momentum:
-        x = layers.BatchNormalization(momentum=config.g_bn_momentum)(x)
+        x = _batch_norm(config, config.g_bn_momentum)(x)
     generator = keras.Model(z, _conv_generator_body(config, x), name="generator")
     _check_image_size(config, generator)
 
@@ -88,7 +94,7 @@ def build_dcgan(config: GANConfig):
         if config.d_dropout:
             x = layers.Dropout(config.d_dropout)(x)
         if config.d_bn_momentum and 0 < i < last:  # the seed normalises the middle blocks only
-            x = layers.BatchNormalization(momentum=config.d_bn_momentum)(x)
+            x = _batch_norm(config, config.d_bn_momentum)(x)
     x = layers.Flatten()(x)
     discriminator = keras.Model(image, _logit()(x), name="discriminator")
     return generator, discriminator
@@ -100,7 +106,7 @@ def build_conv(config: GANConfig):
     z = keras.Input((config.latent_dim,), name="noise")
     x = layers.Dense(math.prod(config.g_initial_shape), kernel_initializer=init)(z)
     if config.g_bn_momentum:
-        x = layers.BatchNormalization(momentum=config.g_bn_momentum)(x)
+        x = _batch_norm(config, config.g_bn_momentum)(x)
     x = _activation(config.g_activation)(x)
     x = layers.Reshape(config.g_initial_shape)(x)
     if config.g_dropout:
@@ -114,7 +120,7 @@ def build_conv(config: GANConfig):
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
         x = layers.Conv2D(f, k, strides=s, padding="same", kernel_initializer=init)(x)
         if config.d_bn_momentum and i > 0:
-            x = layers.BatchNormalization(momentum=config.d_bn_momentum)(x)
+            x = _batch_norm(config, config.d_bn_momentum)(x)
         x = _activation(config.d_activation)(x)
         if config.d_dropout:
             x = layers.Dropout(config.d_dropout)(x)
@@ -190,7 +196,7 @@ def build_conv_tanh(config: GANConfig):
         x = layers.Dense(units, activation=config.g_activation)(x)
     x = layers.Dense(math.prod(config.g_initial_shape), activation=config.g_activation)(x)
     if config.g_bn_momentum:
-        x = layers.BatchNormalization(momentum=config.g_bn_momentum)(x)
+        x = _batch_norm(config, config.g_bn_momentum)(x)
     x = layers.Reshape(config.g_initial_shape)(x)
     generator = keras.Model(z, _conv_generator_body(config, x), name="generator")
     _check_image_size(config, generator)

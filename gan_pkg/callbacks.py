@@ -25,6 +25,11 @@ from gan_pkg.gan import sample_latent
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)\.keras$")
 
 
+def scalar(value) -> float:
+    """A logged metric as a float: 0-d, or shape [1] under MultiWorkerMirroredStrategy."""
+    return float(np.asarray(value).reshape(-1)[0])
+
+
 class SampleMonitor(keras.callbacks.Callback):
     """Each epoch: a grid from fixed noise (same noise every epoch, so progress
     is visible), the same grid in TensorBoard; 1-D presets get seed 003's
@@ -72,13 +77,14 @@ class HistoryPlot(keras.callbacks.Callback):
         self.history_csv, self.path = Path(history_csv), Path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {}, epoch=epoch + 1, step=int(self.model.g_optimizer.iterations.numpy()))
+        row = {name: scalar(value) for name, value in (logs or {}).items() if name in self.COLUMNS}
+        row.update(epoch=epoch + 1, step=int(self.model.g_optimizer.iterations.numpy()))
         new = not self.history_csv.exists()
         with open(self.history_csv, "a", newline="") as f:
             writer = csv.writer(f)
             if new:
                 writer.writerow(self.COLUMNS)
-            writer.writerow([logs.get(name, "") for name in self.COLUMNS])
+            writer.writerow([row.get(name, "") for name in self.COLUMNS])
         pictures.save_loss_curve(self.history_csv, self.path)
 
 
@@ -96,9 +102,9 @@ class NaNGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         for name in ("d_loss", "g_loss"):
             value = (logs or {}).get(name)
-            if value is not None and not math.isfinite(float(value)):
+            if value is not None and not math.isfinite(scalar(value)):
                 step = int(self.model.g_optimizer.iterations.numpy())
-                self.failure = f"{name} became {float(value)} at step {step}"
+                self.failure = f"{name} became {scalar(value)} at step {step}"
                 self.model.stop_training = True
                 return
 
@@ -119,16 +125,25 @@ class Checkpointer(keras.callbacks.Callback):
     """Whole-model `.keras` (both optimizers, their step) after every epoch.
 
     Written to a temporary file and renamed into place, so a run killed at any
-    moment leaves only complete checkpoints behind.
+    moment leaves only complete checkpoints behind. Under a multi-worker
+    strategy every worker must save (reading the metrics' sync-on-read
+    variables is a collective), so non-chief workers save to a scratch file
+    and delete it, as Keras' own multi-worker checkpointing does.
     """
 
-    def __init__(self, directory: Path, guard: NaNGuard, keep: int = 2):
+    KEEP = 2  # the newest and one before it, in case the newest is damaged
+
+    def __init__(self, directory: Path, guard: NaNGuard, keep: int = KEEP, chief: bool = True):
         super().__init__()
-        self.directory, self.guard, self.keep = Path(directory), guard, keep
+        self.directory, self.guard, self.keep, self.chief = Path(directory), guard, keep, chief
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.guard.failure or not all(math.isfinite(float(v)) for v in (logs or {}).values()):
+        if self.guard.failure or not all(math.isfinite(scalar(v)) for v in (logs or {}).values()):
             return  # never overwrite good weights with poisoned ones
+        if not self.chief:
+            with tempfile.TemporaryDirectory() as scratch:
+                self.model.save(os.path.join(scratch, "worker.keras"))
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         target = checkpoint_path(self.directory, epoch + 1)
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".keras")

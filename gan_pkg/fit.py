@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     seconds = time.monotonic() - started
     print(f"trained {cfg.preset} to step {result.step} in {seconds:.0f}s; workdir {workdir}")
     print(f"samples: {workdir}/samples/latest.png  losses: {workdir}/loss.png")
-    if not args.no_export:
+    if not args.no_export and result.chief:
         target = export.export_model(result.model, cfg, args.export_base, args.model_name)
         print(f"exported generator to {target}")
     return 0

@@ -192,7 +192,11 @@ class GAN(keras.Model):
         }
         for name, value in updates.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces each log across workers along axis 0, which 0-d tensors lack.
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def _update_ema(self):
         decay = self.ema_decay

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class TrainResult:
     workdir: Path
     step: int
     resumed_from: Path | None
+    chief: bool = True
 
 
 # -- execution environment ------------------------------------------------------
@@ -68,6 +70,17 @@ def dtype_policy(name: str):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Only the chief of a multi-worker cluster writes checkpoints, pictures and
+    exports (TF_CONFIG's "chief", or worker 0 when the cluster names none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -155,11 +168,26 @@ def plan_epochs(config: GANConfig, steps_per_epoch: int) -> tuple[int, int]:
 def _check_workdir(workdir: Path) -> None:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write-test"
+        probe = workdir / f".write-test-{os.getpid()}"
         probe.write_bytes(b"0" * 4096)
         probe.unlink()
     except OSError as error:
         raise OSError(f"cannot write to workdir {workdir}: {error.strerror or error}") from None
+
+
+def _check_free_space(workdir: Path, model: GAN, keep: int) -> None:
+    """Fail before training, not at the first checkpoint, when the disk is full."""
+    variables = model.weights + model.d_optimizer.variables + model.g_optimizer.variables
+    needed = 2 * keep * sum(v.numpy().nbytes for v in variables) + (16 << 20)  # checkpoints + pictures and logs
+    free = shutil.disk_usage(workdir).free
+    if free < needed:
+        raise OSError(f"not enough disk space in {workdir}: {free >> 20} MiB free, checkpoints need about {needed >> 20} MiB")
+
+
+def _remove_stale_temporaries(checkpoints: Path) -> None:
+    """Half-written checkpoints of a run killed mid-save (never loaded anyway)."""
+    for stale in checkpoints.glob(".tmp-*"):
+        stale.unlink(missing_ok=True)
 
 
 def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_callbacks=(), model: GAN | None = None) -> TrainResult:
@@ -179,6 +207,9 @@ def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_cal
 
     precision = resolve_precision(config.precision)
     strategy = make_strategy(config.strategy)
+    chief = is_chief(strategy)
+    if chief and checkpoints.is_dir():
+        _remove_stale_temporaries(checkpoints)
     with dtype_policy(precision), strategy.scope():
         resumed = _latest_loadable(checkpoints)
         if resumed:
@@ -188,19 +219,20 @@ def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_cal
         else:
             initial_epoch, resumed_from = 0, None
             model = model if model is not None else build_gan(config)
-        config_file.write_text(config.to_json())
+        _check_free_space(workdir, model, callbacks.Checkpointer.KEEP)
 
         epochs, steps_per_epoch = plan_epochs(config, data_lib.steps_per_epoch(data, config))
         guard = callbacks.NaNGuard()
         history = workdir / "history.csv"
-        run_callbacks = [
-            guard,
-            keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False),
-            callbacks.SampleMonitor(config, workdir, data.holdout),
-            callbacks.HistoryPlot(history, workdir / "loss.png"),
-            callbacks.Checkpointer(checkpoints, guard),
-            *extra_callbacks,
-        ]
+        run_callbacks = [guard, *extra_callbacks]
+        if chief:  # other workers train in lockstep and write nothing
+            config_file.write_text(config.to_json())
+            run_callbacks += [
+                keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False),
+                callbacks.SampleMonitor(config, workdir, data.holdout),
+                callbacks.HistoryPlot(history, workdir / "loss.png"),
+            ]
+        run_callbacks.append(callbacks.Checkpointer(checkpoints, guard, chief=chief))
         if verbose is None:  # a live bar on a terminal, one line per epoch in logs
             verbose = 1 if sys.stdout.isatty() else 2
         if initial_epoch < epochs:
@@ -219,4 +251,4 @@ def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_cal
         kept = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was written"
         raise callbacks.TrainingDiverged(f"training stopped: {guard.failure}; {kept}")
     step = int(model.g_optimizer.iterations.numpy())
-    return TrainResult(model, data, config, workdir, step, resumed_from)
+    return TrainResult(model, data, config, workdir, step, resumed_from, chief)

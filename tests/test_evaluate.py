@@ -269,3 +269,15 @@ def test_val_fid_callback_puts_scores_in_logs(trained, tmp_path):
     callback.on_epoch_end(1, logs)
     assert logs["val_fid"] == pytest.approx(first["val_fid"])  # fixed noise, same model
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resolve_export_picks_versions(tmp_path):
+    for version in (1, 3, 20):
+        (tmp_path / "gan" / str(version)).mkdir(parents=True)
+        (tmp_path / "gan" / str(version) / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "gan" / ".tmp-export-x").mkdir()
+    assert ev._resolve_export(tmp_path / "gan", None) == tmp_path / "gan" / "20"  # numeric, not lexical
+    assert ev._resolve_export(tmp_path / "gan", 3) == tmp_path / "gan" / "3"
+    assert ev._resolve_export(tmp_path / "gan" / "1", None) == tmp_path / "gan" / "1"
+    with pytest.raises(ev.EvaluationError, match="have: 1, 3, 20"):
+        ev._resolve_export(tmp_path / "gan", 2)
