@@ -7,9 +7,11 @@ step stays pure and each side effect can be switched on or off by itself.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -70,7 +72,7 @@ class HistoryPlot(keras.callbacks.Callback):
     """Append each epoch's metrics to history.csv (kept across resumes) and
     redraw loss.png from the whole file."""
 
-    COLUMNS = ("epoch", "step", "d_loss", "g_loss", "d_acc", "d_real", "d_fake")
+    COLUMNS = ("epoch", "step", "d_loss", "g_loss", "d_acc", "d_real", "d_fake", "val_fid", "val_kid")
 
     def __init__(self, history_csv: Path, path: Path):
         super().__init__()
@@ -156,3 +158,16 @@ class Checkpointer(keras.callbacks.Callback):
                 os.remove(temporary)
         for _, old in list_checkpoints(self.directory)[: -self.keep]:
             old.unlink(missing_ok=True)
+        if "val_fid" in (logs or {}):
+            self._keep_if_best(target, epoch + 1, scalar(logs["val_fid"]))
+
+    def _keep_if_best(self, checkpoint: Path, epoch: int, fid: float) -> None:
+        """best.keras: the checkpoint with the lowest val_fid so far (kept across resumes)."""
+        record = self.directory / "best.json"
+        best = json.loads(record.read_text())["val_fid"] if record.exists() else math.inf
+        if fid >= best:
+            return
+        temporary = self.directory / ".tmp-best.keras"
+        shutil.copyfile(checkpoint, temporary)
+        os.replace(temporary, self.directory / "best.keras")
+        record.write_text(json.dumps({"val_fid": fid, "epoch": epoch, "checkpoint": checkpoint.name}))

@@ -32,6 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE, help="default: %(default)s")
     parser.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME, help="default: %(default)s")
     parser.add_argument("--no-export", action="store_true", help="train only")
+    parser.add_argument(
+        "--val-fid-every", type=int, default=0, metavar="N",
+        help="measure val_fid/val_kid every N epochs (TensorBoard, history.csv) and keep the best checkpoint as checkpoints/best.keras",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any config field (repeatable)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     return parser.parse_args(argv)
@@ -66,7 +70,7 @@ def main(argv=None) -> int:
     workdir = args.workdir or os.path.join("runs", cfg.preset)
     started = time.monotonic()
     try:
-        result = train.train(cfg, workdir)
+        result = train.train(cfg, workdir, val_fid_every=args.val_fid_every)
     except (ValueError, OSError, callbacks.TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if not isinstance(error, callbacks.TrainingDiverged) else 1

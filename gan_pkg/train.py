@@ -190,12 +190,21 @@ def _remove_stale_temporaries(checkpoints: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_callbacks=(), model: GAN | None = None) -> TrainResult:
+def train(
+    config: GANConfig,
+    workdir: str | os.PathLike,
+    verbose=None,
+    extra_callbacks=(),
+    model: GAN | None = None,
+    val_fid_every: int = 0,
+) -> TrainResult:
     """Train (or resume) one run in `workdir`; raises DataError, ConfigConflict,
     TrainingDiverged with messages meant for the user.
 
     `model` (built by `build_gan(config)`, as keras-tuner's HyperModel.build
     does) is trained when the workdir has no checkpoint to resume from.
+    `val_fid_every` > 0 measures val_fid/val_kid every that many epochs (image
+    presets); the checkpointer then also keeps the best one as best.keras.
     """
     workdir = Path(workdir)
     data = data_lib.load(config)  # bad data fails before anything is written
@@ -224,7 +233,13 @@ def train(config: GANConfig, workdir: str | os.PathLike, verbose=None, extra_cal
         epochs, steps_per_epoch = plan_epochs(config, data_lib.steps_per_epoch(data, config))
         guard = callbacks.NaNGuard()
         history = workdir / "history.csv"
-        run_callbacks = [guard, *extra_callbacks]
+        run_callbacks = [guard]
+        if val_fid_every and config.is_image:  # first: later callbacks read its logs
+            from gan_pkg import evaluate
+
+            log_dir = workdir / "tensorboard" / "val_fid"
+            run_callbacks.append(evaluate.ValFID(config, data.holdout, every=val_fid_every, log_dir=log_dir))
+        run_callbacks += extra_callbacks
         if chief:  # other workers train in lockstep and write nothing
             config_file.write_text(config.to_json())
             run_callbacks += [

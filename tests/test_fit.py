@@ -1,5 +1,6 @@
 """The training CLI as a user runs it: train, export, resume, fail clearly."""
 
+import csv
 import json
 import signal
 import subprocess
@@ -131,3 +132,18 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path, flags, message):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_val_fid_is_logged_and_the_best_checkpoint_kept(tmp_path):
+    path = tmp_path / "few.npz"
+    np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
+    cfg = tiny("dcgan", data=str(path), holdout=10, steps=16)  # 2 epochs of 8 steps
+    train.train(cfg, tmp_path / "run", verbose=0, val_fid_every=1)
+    with open(tmp_path / "run" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    fids = [float(row["val_fid"]) for row in rows]
+    assert len(fids) == 2 and all(np.isfinite(fids))
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert best["val_fid"] == pytest.approx(min(fids), rel=1e-6)
+    assert (tmp_path / "run" / "checkpoints" / "best.keras").is_file()
+    assert any((tmp_path / "run" / "tensorboard" / "val_fid").iterdir())
