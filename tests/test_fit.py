@@ -147,3 +147,43 @@ def test_val_fid_is_logged_and_the_best_checkpoint_kept(tmp_path):
     assert best["val_fid"] == pytest.approx(min(fids), rel=1e-6)
     assert (tmp_path / "run" / "checkpoints" / "best.keras").is_file()
     assert any((tmp_path / "run" / "tensorboard" / "val_fid").iterdir())
+
+
+def _small_npz(tmp_path):
+    path = tmp_path / "few.npz"
+    np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
+    return path
+
+
+def test_resume_skips_half_written_and_damaged_checkpoints(tmp_path, capsys):
+    cfg = tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10, steps=16)  # 2 epochs of 8 steps
+    train.train(cfg, tmp_path / "run", verbose=0)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    # What a kill during a checkpoint write leaves (a temporary file), and a
+    # newest checkpoint damaged on disk afterwards.
+    (checkpoints / ".tmp-abc.keras").write_bytes(b"PK\x03\x04 half a zip")
+    (checkpoints / "ckpt-0002.keras").write_bytes(b"damaged")
+    longer = tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10, steps=24)  # a third epoch
+    result = train.train(longer, tmp_path / "run", verbose=0)
+    out = capsys.readouterr().out
+    assert "skipping unreadable checkpoint" in out and "ckpt-0002.keras" in out
+    assert f"resumed from {checkpoints / 'ckpt-0001.keras'} at step 8 (epoch 1)" in out
+    assert result.step == 24
+    assert not list(checkpoints.glob(".tmp-*"))
+
+
+def test_unwritable_workdir_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match="cannot write to workdir"):
+        train.train(tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10), blocker / "run", verbose=0)
+
+
+def test_full_disk_fails_before_training(tmp_path, monkeypatch):
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1 << 20))
+    with pytest.raises(OSError, match=r"not enough disk space in .*: 1 MiB free"):
+        train.train(tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "checkpoints").exists()

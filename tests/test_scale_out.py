@@ -1,6 +1,7 @@
 """Scale out on real engines: MultiWorkerMirroredStrategy with two worker
 processes on loopback (TF_CONFIG)."""
 
+import csv
 import json
 import socket
 import subprocess
@@ -68,3 +69,36 @@ def test_two_workers_train_in_lockstep_and_only_the_chief_writes(tmp_path):
     assert chief["exported"] and other["exported"] is None
     assert sorted(p.name for p in (tmp_path / "export" / "gan").iterdir() if not p.name.startswith(".")) == ["1"]
     assert [p.name for p in sorted((tmp_path / "checkpoints").iterdir())] == ["ckpt-0001.keras"]
+
+
+def test_distributed_keras_tuner_search_runs_each_trial_once(tmp_path):
+    from test_tuning import TINY_FLAGS  # the tiny architecture the tuning tests search over
+
+    (port,) = _free_ports(1)
+    command = [sys.executable, f"{REPO}/tuning/search.py", "--tuner", "random", "--max-trials", "3", "--steps", "3",
+               "--num-samples", "100", "--directory", str(tmp_path), *TINY_FLAGS]
+    base_env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, "PATH": "/usr/bin:/bin",
+                "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}
+    names = ["chief", "tuner0", "tuner1"]
+    processes = {
+        name: subprocess.Popen(command, env={**base_env, "KERASTUNER_TUNER_ID": name}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        for name in names
+    }
+    outputs = {}
+    try:
+        for name in ["tuner0", "tuner1", "chief"]:
+            out, err = processes[name].communicate(timeout=400)
+            assert processes[name].returncode == 0, f"{name}: {err[-3000:]}"
+            outputs[name] = out
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    with open(tmp_path / "dcgan" / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(row["status"] == "COMPLETED" for row in rows)
+    assert len({row["trial"] for row in rows}) == 3
+    # every trial trained exactly once, by one of the two workers
+    assert len(list((tmp_path / "dcgan" / "trial_runs").iterdir())) == 3
+    assert "best val_fid" in outputs["chief"]

@@ -281,7 +281,7 @@ def test_huge_claimed_shape_is_refused_without_allocating(fuzz_server):
     request.inputs[contract.NOISE].CopyFrom(proto)
     code, detail = _call(channel, request)
     assert code == "RESOURCE_EXHAUSTED" and "maximum batch size" in detail
-    proto.tensor_shape.dim[0].size = 2  # right size, one value fills it: TF Serving accepts that too
+    request.inputs[contract.NOISE].tensor_shape.dim[0].size = 2  # right size, one value fills it: TF Serving accepts that too
     code, detail = _call(channel, request)
     assert code == "OK", detail
     _still_serving(channel)
