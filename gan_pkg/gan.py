@@ -29,6 +29,19 @@ def sample_latent(shape, seed, distribution: str, latent_range=(-1.0, 1.0)):
     raise ValueError(f"unknown latent distribution {distribution!r}; use 'normal' or 'uniform'")
 
 
+def latent_for_seeds(seeds, latent_dim: int, distribution: str, latent_range=(-1.0, 1.0)):
+    """One stateless draw per int64 seed: row i depends only on seeds[i].
+
+    What the exported `generate` signature serves and what the evaluator
+    samples from a checkpoint, so both see the same noise for the same seeds.
+    """
+    return tf.map_fn(
+        lambda s: sample_latent([latent_dim], tf.stack([s, tf.constant(0, tf.int64)]), distribution, latent_range),
+        seeds,
+        fn_output_signature=tf.TensorSpec([latent_dim], tf.float32),
+    )
+
+
 def _replica_id():
     context = tf.distribute.get_replica_context()
     return 0 if context is None else context.replica_id_in_sync_group

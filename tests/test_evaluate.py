@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-from scipy import linalg
 
 from gan_pkg import config as config_lib
 from gan_pkg import contract
@@ -241,8 +240,10 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, make_args):
 
 
 def test_cli_missing_classifier_exits_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ev, "_CLASSIFIER", None)
-    monkeypatch.setattr(ev, "CLASSIFIER_WEIGHTS", tmp_path / "absent.weights.h5")
+    from gan_pkg import classifier
+
+    monkeypatch.setattr(classifier, "_CLASSIFIER", None)
+    monkeypatch.setattr(classifier, "CLASSIFIER_WEIGHTS", tmp_path / "absent.weights.h5")
     assert ev.main(["--export", str(tmp_path)]) == 2
     assert "--train-classifier" in capsys.readouterr().err
 
