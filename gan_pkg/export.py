@@ -24,10 +24,11 @@ import numpy as np
 import tensorflow as tf
 
 import gan_pkg
-from gan_pkg import architectures, contract
+from gan_pkg import architectures, callbacks, contract
 from gan_pkg.config import GANConfig
 from gan_pkg.data import to_unit_range
 from gan_pkg.gan import latent_for_seeds
+from gan_pkg.train import dtype_policy, load_checkpoint
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -47,12 +48,8 @@ def latest_version_dir(model_dir: Path) -> Path:
 def float32_generator(generator: keras.Model, config: GANConfig) -> keras.Model:
     """A float32 twin of the (possibly mixed-precision) generator: served models
     must run on any CPU or GPU, whatever precision they were trained in."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    with dtype_policy("float32"):
         twin, _ = architectures.build(config)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     twin.set_weights(generator.get_weights())
     return twin
 
@@ -194,8 +191,6 @@ def export_model(result_model, config: GANConfig, export_base, model_name, evalu
 
 
 def main(argv=None) -> int:
-    from gan_pkg import callbacks, train
-
     parser = argparse.ArgumentParser(prog="python -m gan_pkg.export", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a run's workdir (its latest checkpoint) or a .keras file")
     parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE)
@@ -216,7 +211,7 @@ def main(argv=None) -> int:
         if not config_file.is_file():
             raise FileNotFoundError(f"{config_file}: missing; the checkpoint's run config is needed to export")
         config = GANConfig.from_json(config_file.read_text())
-        model = train.load_checkpoint(path)
+        model = load_checkpoint(path)
         target = export_model(model, config, args.export_base, args.model_name)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -187,3 +187,12 @@ def test_full_disk_fails_before_training(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"not enough disk space in .*: 1 MiB free"):
         train.train(tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10), tmp_path / "run", verbose=0)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_export_cli_reexports_a_run_and_rejects_a_missing_one(trained, tmp_path):
+    root, _ = trained
+    result = run_python("-m", "gan_pkg.export", "--checkpoint", str(root / "run"), "--export-base", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "gan" / "1" / "saved_model.pb").is_file()
+    missing = run_python("-m", "gan_pkg.export", "--checkpoint", str(tmp_path / "nope"), "--export-base", str(tmp_path))
+    assert missing.returncode == 2 and "error: " in missing.stderr and "Traceback" not in missing.stderr
