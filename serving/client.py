@@ -214,14 +214,22 @@ class GeneratorClient:
     """
 
     def __init__(self, target=f"localhost:{contract.GRPC_PORT}", model_name=contract.DEFAULT_MODEL_NAME, signature=None,
-                 timeout=30.0, retries=5, version=None):
+                 timeout=30.0, retries=5, version=None, root_certificates=None, private_key=None, certificate_chain=None):
+        """TLS when `root_certificates` (PEM bytes of the CA or self-signed server certificate) is given;
+        `private_key` + `certificate_chain` add a client certificate (SSLConfig client_verify)."""
         import grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         self._grpc = grpc
         self.target, self.model_name, self.signature = target, model_name, signature
         self.timeout, self.retries, self.version = timeout, retries, version
-        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        if root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+            self.channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        elif private_key is not None or certificate_chain is not None:
+            raise ValueError("a client certificate needs TLS: pass root_certificates (the server's CA) too")
+        else:
+            self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
 
@@ -358,8 +366,15 @@ def latent_dim_of(metadata: dict, signature=contract.SERVING_DEFAULT) -> int:
     return int(shape[-1])
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag answers with one line (what was wrong, where to look), not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Ask a served gan_pkg generator for samples and save them as a PNG grid.")
+    p = _Parser(description="Ask a served gan_pkg generator for samples and save them as a PNG grid.")
     p.add_argument("--server", default=f"localhost:{contract.GRPC_PORT}", help="gRPC address host:port")
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     p.add_argument("--rest-server", default=f"localhost:{contract.REST_PORT}", help="REST address host:port (with --rest)")
@@ -374,18 +389,42 @@ def parse_args(argv=None):
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     p.add_argument("--retries", type=int, default=5, help="retries while the server is unavailable")
+    p.add_argument("--ca-cert", help="gRPC over TLS: PEM of the CA (or the self-signed certificate) the server's certificate chains to")
+    p.add_argument("--client-cert", help="PEM client certificate, for servers that verify clients (with --client-key)")
+    p.add_argument("--client-key", help="PEM private key of --client-cert")
     args = p.parse_args(argv)
     if args.num < 1:
         p.error("--num must be at least 1")
+    if args.timeout <= 0 or args.retries < 0:
+        p.error("--timeout must be positive and --retries at least 0")
+    if (args.client_cert is None) != (args.client_key is None):
+        p.error("--client-cert and --client-key go together")
+    if args.client_cert and not args.ca_cert:
+        p.error("--client-cert needs --ca-cert (TLS)")
+    if args.rest and args.ca_cert:
+        p.error("--ca-cert applies to gRPC; TF Serving's REST API is plain HTTP")
+    for flag in ("ca_cert", "client_cert", "client_key"):
+        value = getattr(args, flag)
+        if value and not Path(value).is_file():
+            p.error(f"--{flag.replace('_', '-')} {value}: no such file")
+        if value and b"-----BEGIN " not in Path(value).read_bytes():
+            p.error(f"--{flag.replace('_', '-')} {value}: not a PEM file (expected '-----BEGIN ...')")
     return args
 
 
 def run(args) -> str:
     from gan_pkg import pictures
 
-    kind = RestGeneratorClient if args.rest else GeneratorClient
     target = args.rest_server if args.rest else args.server
-    client = kind(target, args.model, args.signature, timeout=args.timeout, retries=args.retries, version=args.version)
+    if args.rest:
+        client = RestGeneratorClient(target, args.model, args.signature, timeout=args.timeout, retries=args.retries, version=args.version)
+    else:
+        def read(path):
+            return Path(path).read_bytes() if path else None
+
+        client = GeneratorClient(target, args.model, args.signature, timeout=args.timeout, retries=args.retries, version=args.version,
+                                 root_certificates=read(getattr(args, "ca_cert", None)), private_key=read(getattr(args, "client_key", None)),
+                                 certificate_chain=read(getattr(args, "client_cert", None)))
     seeds = np.arange(args.seed, args.seed + args.num, dtype=np.int64)
     if args.signature == contract.GENERATE_PNG:
         import io
@@ -415,6 +454,8 @@ def _noise(latent_dim: int, num: int, seed: int) -> np.ndarray:
 
 
 def main(argv=None) -> int:
+    # gRPC's C core logs TLS and connection failures on stderr itself; the CLI's one error line says it.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     args = parse_args(argv)
     if not args.rest:  # the gRPC protos import TensorFlow: keep its start-up banner off stderr
         from gan_pkg.cli import import_tensorflow_quietly

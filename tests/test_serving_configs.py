@@ -31,7 +31,7 @@ TF_SERVING_FLAGS = set(
     xla_gpu_compilation_enabled enable_profiler thread_pool_factory_config_file mixed_precision
     skip_initialize_tpu enable_grpc_healthcheck_service enable_serialization_as_tensor_content""".split()
 )
-OUR_EXTRA_FLAGS = {"host", "max_batch_size"}  # embedded server only; documented in its --help
+OUR_EXTRA_FLAGS = {"host", "max_batch_size", "allowed_model_roots"}  # embedded server only; documented in its --help
 
 
 def _protos():

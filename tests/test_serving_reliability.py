@@ -21,14 +21,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc
 import numpy as np
 import pytest
 
 from gan_pkg import contract
-from test_serving import LATENT, REPO, client_mod, export_tiny, free_port, quiet, server_args, server_mod, tiny_dcgan, wait_for
+from test_serving import LATENT, REPO, client_mod, export_tiny, quiet, server_args, server_mod, tiny_dcgan, wait_for
 
-SOAK_REQUESTS = int(os.environ.get("GAN_SOAK_REQUESTS", "6000"))
+SOAK_REQUESTS = int(os.environ.get("GAN_SOAK_REQUESTS", "20000"))
 SOAK_CLIENTS = int(os.environ.get("GAN_SOAK_CLIENTS", "32"))
 SOAK_RSS_GROWTH_MB = 50
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -185,6 +184,25 @@ def test_publish_under_live_server_never_serves_half_a_version_or_fails_a_reques
         running.stop(grace=2)
 
 
+def test_broken_newest_version_at_startup_leaves_the_previous_one_served(tmp_path, export_base):
+    model_dir = tmp_path / "gan"
+    shutil.copytree(export_base / "gan", model_dir)
+    shutil.copytree(model_dir / "1", model_dir / "2")
+    (model_dir / "2" / "saved_model.pb").write_bytes(b"\x00" * 64)  # corrupt: loading it fails
+    running = server_mod.start(server_args(model_base_path=str(model_dir), rest_api_port=0, file_system_poll_wait_seconds=0.05), log=quiet)
+    try:
+        core = running.core.models["gan"]
+        assert set(core.servables) == {1} and core.states[2][0] == "END"
+        time.sleep(0.3)  # several polls: the failed version is not retried while its files are unchanged
+        assert set(core.servables) == {1} and core.states[2][0] == "END"
+        with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0) as c:
+            assert _predict(c) == 1
+            status = {s["version"]: s for s in c.status()["model_version_status"]}
+        assert status["1"]["state"] == "AVAILABLE" and "failed to load" in status["2"]["status"]["error_message"]
+    finally:
+        running.stop(grace=2)
+
+
 # --------------------------------------------------------------------------- 3. load: soak and SIGTERM drain
 
 
@@ -273,8 +291,9 @@ def test_soak_zero_failures_stable_memory(export_base):
 
 def test_sigterm_drains_in_flight_requests(tmp_path, export_base):
     params = tmp_path / "batching.config"
-    # A lone request waits up to 2 s for company: SIGTERM arrives while requests are queued.
-    params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 2000000 }\nnum_batch_threads { value: 1 }\n")
+    # A lone request would wait up to 30 s for company: SIGTERM arrives while requests are queued,
+    # and the drain runs them at once.
+    params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 30000000 }\nnum_batch_threads { value: 1 }\n")
     server = ServerProcess("--model_base_path", str(export_base / "gan"), "--enable_batching",
                            "--batching_parameters_file", str(params))
     try:
@@ -289,7 +308,7 @@ def test_sigterm_drains_in_flight_requests(tmp_path, export_base):
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             pending = [pool.submit(call, s) for s in range(4)]
             barrier.wait(timeout=30)
-            time.sleep(0.5)  # loopback delivery takes microseconds; the batch timeout holds them ~2 s
+            time.sleep(1.5)  # loopback delivery takes microseconds; the batch timeout holds them 30 s
             assert not any(p.done() for p in pending)
             server.proc.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
@@ -298,6 +317,7 @@ def test_sigterm_drains_in_flight_requests(tmp_path, export_base):
             assert images.shape == (1, 28, 28, 1)
             assert finished > signalled  # it was in flight when SIGTERM arrived, and completed
         assert server.proc.wait(timeout=60) == 0
+        assert max(finished for _, finished in results) - signalled < 20  # the drain did not sit out the 30 s batch timeout
         with client_mod.GeneratorClient(server.target, retries=0, timeout=5) as c:
             with pytest.raises(client_mod.ServingError) as caught:
                 c.status()
@@ -321,13 +341,24 @@ def _other_local_address():
 
 
 def _listening_addresses(port):
-    """Local addresses with a socket listening on `port`, from /proc/net/tcp (Linux)."""
+    """Local addresses with a socket listening on `port`, from /proc/net/tcp and tcp6 (Linux);
+    IPv4-mapped IPv6 addresses (how gRPC binds 127.0.0.1) are given as IPv4."""
+    import ipaddress
+
     found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        address, hex_port = local.split(":")
-        if state == "0A" and int(hex_port, 16) == port:
-            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    for table in ("tcp", "tcp6"):
+        path = Path("/proc/net") / table
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:
+                continue
+            raw = bytes.fromhex(address)
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # each 32-bit word is host order
+            ip = ipaddress.ip_address(raw)
+            found.add(str(ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip))
     return found
 
 
@@ -355,7 +386,7 @@ def test_binds_loopback_by_default_and_host_widens_it(export_base):
     if other:  # the control: the same check sees a wider bind
         running = server_mod.start(server_args(model_base_path=str(export_base / "gan"), host="0.0.0.0", rest_api_port=0), log=quiet)
         try:
-            assert _listening_addresses(running.grpc_port) == {"0.0.0.0"} and _reachable(other, running.grpc_port)
+            assert _listening_addresses(running.grpc_port) & {"0.0.0.0", "::"} and _reachable(other, running.grpc_port)
         finally:
             running.stop(grace=2)
 
@@ -421,6 +452,10 @@ def test_tls_with_client_verification(tmp_path, export_base, certificates):
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert out.is_file()
+        # Without a client certificate: refused, one line (gRPC's own TLS logs stay quiet).
+        line = _one_line_failure([str(REPO / "serving" / "client.py"), "--server", target, "--retries", "0",
+                                  "--out", str(tmp_path / "no.png"), "--ca-cert", str(pki / "ca.pem")])
+        assert line.startswith("error: UNAVAILABLE")
     finally:
         running.stop(grace=2)
 
@@ -525,6 +560,8 @@ def test_server_cli_bad_flags_and_missing_model_fail_with_one_line(tmp_path, exp
 
 def test_client_cli_bad_flags_fail_with_one_line(tmp_path):
     client = str(REPO / "serving" / "client.py")
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("/etc/ssl/ca.pem\n")
     cases = [
         ([client, "--bogus"], "unrecognized arguments"),
         ([client, "--num", "0"], "--num must be at least 1"),
@@ -532,6 +569,7 @@ def test_client_cli_bad_flags_fail_with_one_line(tmp_path):
         ([client, "--signature", "nope"], "invalid choice"),
         ([client, "--ca-cert", str(tmp_path / "missing.pem")], "no such file"),
         ([client, "--client-cert", "a.pem"], "go together"),
+        ([client, "--ca-cert", str(not_pem)], "not a PEM file"),
     ]
     for args, fragment in cases:
         assert fragment in _one_line_failure(args), args
