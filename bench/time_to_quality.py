@@ -59,7 +59,11 @@ def race(name, step_chunk, generator, probe, budget, every) -> list[tuple[float,
 
 
 def seconds_to(curve, target: float):
-    return next((seconds for seconds, _, fid in curve if fid <= target), None)
+    """First time FID reaches `target`, interpolated linearly between probes."""
+    for (t0, _, f0), (t1, _, f1) in zip(curve, curve[1:]):
+        if f1 <= target:
+            return t0 + (t1 - t0) * (f0 - target) / (f0 - f1) if f0 > target else t0
+    return None
 
 
 def main() -> None:

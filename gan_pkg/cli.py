@@ -1,9 +1,18 @@
-"""What every command-line entry point shares: a quiet TensorFlow import."""
+"""What every command-line entry point shares: one-line flag errors and a
+quiet TensorFlow import. Light on purpose: serving/ imports it too."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """A bad flag answers with one line (what was wrong, where to look), not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def import_tensorflow_quietly() -> None:

@@ -21,7 +21,6 @@ CLI:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from gan_pkg import contract
+from gan_pkg.cli import ArgumentParser
 from gan_pkg.classifier import (  # noqa: F401  (re-exported: the evaluator's public surface)
     BATCH,
     CLASSIFIER_INFO,
@@ -411,7 +411,7 @@ def evaluate_workdir(workdir: Path, num_samples: int, seed: int) -> tuple[dict, 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gan_pkg.evaluate", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gan_pkg.evaluate", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--export", type=Path, help="<export-base>/<model-name>, e.g. export/gan (evaluates its latest version)")
     source.add_argument("--workdir", type=Path, help="a gan_pkg.fit run directory (evaluates its latest checkpoint)")

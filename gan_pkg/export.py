@@ -10,7 +10,6 @@ CLI: `python -m gan_pkg.export --checkpoint runs/dcgan` re-exports a run.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -25,6 +24,7 @@ import tensorflow as tf
 
 import gan_pkg
 from gan_pkg import architectures, callbacks, contract
+from gan_pkg.cli import ArgumentParser
 from gan_pkg.config import GANConfig
 from gan_pkg.data import to_unit_range
 from gan_pkg.gan import latent_for_seeds
@@ -191,7 +191,7 @@ def export_model(result_model, config: GANConfig, export_base, model_name, evalu
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gan_pkg.export", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gan_pkg.export", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a run's workdir (its latest checkpoint) or a .keras file")
     parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE)
     parser.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME)

@@ -14,11 +14,11 @@ import time
 
 from gan_pkg import config as config_lib
 from gan_pkg import contract
-from gan_pkg.cli import import_tensorflow_quietly
+from gan_pkg.cli import ArgumentParser, import_tensorflow_quietly
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m gan_pkg.fit",
         description="Train a GAN preset on images (or a 1-D distribution) and export the generator for TF Serving.",
     )

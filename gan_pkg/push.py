@@ -11,7 +11,6 @@ TFX's Evaluator + InfraValidator + Pusher in one step, without tfx:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ import textwrap
 from pathlib import Path
 
 from gan_pkg import contract
+from gan_pkg.cli import ArgumentParser
 
 INFRA_CHECK = textwrap.dedent(
     """
@@ -101,7 +101,7 @@ def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | N
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gan_pkg.push", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gan_pkg.push", description=__doc__.splitlines()[0])
     parser.add_argument("--candidate", required=True, type=Path, help="a SavedModel directory (e.g. run_fn's serving_model_dir)")
     parser.add_argument("--export-base", type=Path, default=Path(contract.DEFAULT_EXPORT_BASE))
     parser.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME)

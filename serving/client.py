@@ -10,7 +10,6 @@ Request building and response parsing are small pure functions below.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -29,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from gan_pkg import contract  # noqa: E402
+from gan_pkg.cli import ArgumentParser  # noqa: E402
 
 MAX_MESSAGE_BYTES = 2**31 - 1
 CHANNEL_OPTIONS = [
@@ -366,15 +366,8 @@ def latent_dim_of(metadata: dict, signature=contract.SERVING_DEFAULT) -> int:
     return int(shape[-1])
 
 
-class _Parser(argparse.ArgumentParser):
-    """A bad flag answers with one line (what was wrong, where to look), not the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def parse_args(argv=None):
-    p = _Parser(description="Ask a served gan_pkg generator for samples and save them as a PNG grid.")
+    p = ArgumentParser(description="Ask a served gan_pkg generator for samples and save them as a PNG grid.")
     p.add_argument("--server", default=f"localhost:{contract.GRPC_PORT}", help="gRPC address host:port")
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     p.add_argument("--rest-server", default=f"localhost:{contract.REST_PORT}", help="REST address host:port (with --rest)")

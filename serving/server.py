@@ -68,6 +68,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gan_pkg import contract  # noqa: E402
+from gan_pkg.cli import ArgumentParser  # noqa: E402
 
 # TF Serving sets both limits to kint32max; image batches easily pass gRPC's 4 MiB default.
 # Requests are noise or seeds (a full batch of 1024 x 100 float32 is 400 KiB), so the
@@ -1182,15 +1183,8 @@ def _bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
-class _Parser(argparse.ArgumentParser):
-    """A bad flag answers with one line (what was wrong, where to look), not the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def parse_args(argv=None):
-    p = _Parser(
+    p = ArgumentParser(
         description=__doc__.splitlines()[0],
         epilog="Security: binds 127.0.0.1 unless --host says otherwise; loads models only from inside "
         "--allowed_model_roots (default: the --model_base_path folder, or the folder holding "

@@ -11,6 +11,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from gan_pkg import callbacks, train
 from gan_pkg.data import to_unit_range
@@ -117,21 +118,41 @@ def test_rerun_with_a_different_architecture_refuses_to_mix_runs(trained):
     assert "Traceback" not in result.stderr
 
 
+def _corrupt_image_folder(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((28, 28), i * 20, np.uint8)).save(folder / f"ok_{i}.png")
+    (folder / "zz_truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return folder
+
+
+def _wrong_shape_npz(tmp_path):
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x_train=np.zeros((20, 32, 32, 3), np.uint8))
+    return path
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
         (["--set", "nosuch=1"], "nosuch"),
         (["--steps", "0"], "steps must be at least 1"),
+        (["--steps", "many"], "invalid int value"),
+        (["--preset", "stylegan"], "invalid choice"),
         (["--data", "/no/such/dir"], "/no/such/dir: no such file or folder"),
         (["--preset", "dist1d", "--data", "mnist-sample", "--steps", "1"], "shape"),
+        (lambda p: ["--data", str(_corrupt_image_folder(p))], "zz_truncated.png: cannot be decoded"),
+        (lambda p: ["--data", str(_wrong_shape_npz(p))], "shape (32, 32, 3)"),
     ],
 )
 def test_bad_flags_exit_2_with_one_clear_line(tmp_path, flags, message):
+    flags = flags(tmp_path) if callable(flags) else flags
     result = run_python("-m", "gan_pkg.fit", "--workdir", str(tmp_path / "run"), "--no-export", *flags)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
-    assert not (tmp_path / "run" / "config.json").exists()
+    assert len(lines) == 1 and "error: " in lines[0] and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()  # nothing written
 
 
 def test_val_fid_is_logged_and_the_best_checkpoint_kept(tmp_path):

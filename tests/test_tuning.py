@@ -75,3 +75,13 @@ def test_push_publishes_only_blessed_models(candidate, tmp_path):
     with pytest.raises(push.NotBlessed, match="does not beat served version 1"):
         push.push(candidate, tmp_path / "export", "gan", num_samples=100)
     assert export.versions(tmp_path / "export" / "gan") == [1]
+
+
+@pytest.mark.parametrize("flags, message", [(["--max-trials", "0"], "--max-trials must be at least 1"),
+                                            (["--tuner", "grid"], "invalid choice"),
+                                            (["--set", "g_filters"], "g_filters")])
+def test_search_bad_flags_exit_2_with_one_line(tmp_path, flags, message):
+    result = run_python(f"{REPO}/tuning/search.py", "--directory", str(tmp_path / "t"), *flags)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "t").exists()

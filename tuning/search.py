@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from gan_pkg import config as config_lib  # noqa: E402
 from gan_pkg import contract  # noqa: E402
-from gan_pkg.cli import import_tensorflow_quietly  # noqa: E402
+from gan_pkg.cli import ArgumentParser, import_tensorflow_quietly  # noqa: E402
 
 TUNERS = ("random", "bayesian", "hyperband")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python tuning/search.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python tuning/search.py", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="dcgan", choices=sorted(config_lib.PRESETS))
     parser.add_argument("--tuner", default="bayesian", choices=TUNERS)
     parser.add_argument("--max-trials", type=int, default=8)
