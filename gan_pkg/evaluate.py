@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from gan_pkg import contract
-from gan_pkg.cli import ArgumentParser
+from gan_pkg.cli import ArgumentParser, import_tensorflow_quietly
 from gan_pkg.classifier import (  # noqa: F401  (re-exported: the evaluator's public surface)
     BATCH,
     CLASSIFIER_INFO,
@@ -392,22 +392,14 @@ def evaluate_export(version_dir: Path, num_samples: int, seed: int) -> dict:
 
 
 def evaluate_workdir(workdir: Path, num_samples: int, seed: int) -> tuple[dict, Path]:
-    from gan_pkg import callbacks, train
-    from gan_pkg.config import GANConfig
+    from gan_pkg import train
 
     if not workdir.is_dir():
         raise EvaluationError(f"{workdir}: no such workdir")
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise EvaluationError(f"{config_file}: missing; is {workdir} a gan_pkg.fit workdir?")
-    found = callbacks.list_checkpoints(workdir / "checkpoints")
-    if not found:
-        raise EvaluationError(f"{workdir}: no checkpoints/ckpt-*.keras to evaluate")
-    config = GANConfig.from_json(config_file.read_text())
-    model = train.load_checkpoint(found[-1][1])
+    config, model, checkpoint = train.load_run(workdir)
     result = evaluate_generator(keras_sample_fn(model.inference_generator, config), config, num_samples, seed)
     result["training_step"] = int(model.g_optimizer.iterations.numpy())
-    return result, found[-1][1]
+    return result, checkpoint
 
 
 def main(argv=None) -> int:
@@ -424,7 +416,7 @@ def main(argv=None) -> int:
         parser.error("--version goes with --export")
     if args.num_samples < 10:
         parser.error("--num-samples must be at least 10")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
 
     try:
         if args.train_classifier:

@@ -23,12 +23,12 @@ import numpy as np
 import tensorflow as tf
 
 import gan_pkg
-from gan_pkg import architectures, callbacks, contract
+from gan_pkg import architectures, contract
 from gan_pkg.cli import ArgumentParser
 from gan_pkg.config import GANConfig
 from gan_pkg.data import to_unit_range
 from gan_pkg.gan import latent_for_seeds
-from gan_pkg.train import dtype_policy, load_checkpoint
+from gan_pkg.train import dtype_policy, load_run
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -196,22 +196,8 @@ def main(argv=None) -> int:
     parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE)
     parser.add_argument("--model-name", default=contract.DEFAULT_MODEL_NAME)
     args = parser.parse_args(argv)
-    source = Path(args.checkpoint)
     try:
-        path = source
-        workdir = source.parent.parent
-        if source.is_dir():
-            found = callbacks.list_checkpoints(source / "checkpoints")
-            if not found:
-                raise FileNotFoundError(f"{source}: no checkpoints/ckpt-*.keras in this workdir")
-            path, workdir = found[-1][1], source
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such checkpoint")
-        config_file = workdir / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{config_file}: missing; the checkpoint's run config is needed to export")
-        config = GANConfig.from_json(config_file.read_text())
-        model = load_checkpoint(path)
+        config, model, path = load_run(args.checkpoint)
         target = export_model(model, config, args.export_base, args.model_name)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -134,6 +134,25 @@ def load_checkpoint(path: Path) -> GAN:
     return keras.saving.load_model(path, compile=True)
 
 
+def load_run(source: str | os.PathLike) -> tuple[GANConfig, GAN, Path]:
+    """(config, model, checkpoint) of a run: a workdir (its newest checkpoint)
+    or one of its `.keras` files. Raises FileNotFoundError saying what is missing."""
+    source = Path(source)
+    if source.is_dir():
+        workdir, found = source, callbacks.list_checkpoints(source / "checkpoints")
+        if not found:
+            raise FileNotFoundError(f"{source}: no checkpoints/ckpt-*.keras; is it a gan_pkg.fit workdir?")
+        checkpoint = found[-1][1]
+    elif source.is_file():
+        workdir, checkpoint = source.parent.parent, source
+    else:
+        raise FileNotFoundError(f"{source}: no such workdir or checkpoint")
+    config_file = workdir / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file}: missing; the run's config is needed")
+    return GANConfig.from_json(config_file.read_text()), load_checkpoint(checkpoint), checkpoint
+
+
 # -- resume -------------------------------------------------------------------
 def _check_same_run(saved: GANConfig, wanted: GANConfig, workdir: Path) -> None:
     differ = [
