@@ -18,11 +18,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
+if __name__ == "__main__":  # run as the CLI: keep TensorFlow's start-up banner off stderr
+    from gan_pkg.cli import import_tensorflow_quietly
 
-import gan_pkg
+    import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import gan_pkg  # noqa: E402
 from gan_pkg import architectures, contract
 from gan_pkg.cli import ArgumentParser
 from gan_pkg.config import GANConfig

@@ -216,4 +216,5 @@ def test_export_cli_reexports_a_run_and_rejects_a_missing_one(trained, tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "gan" / "1" / "saved_model.pb").is_file()
     missing = run_python("-m", "gan_pkg.export", "--checkpoint", str(tmp_path / "nope"), "--export-base", str(tmp_path))
-    assert missing.returncode == 2 and "error: " in missing.stderr and "Traceback" not in missing.stderr
+    lines = [line for line in missing.stderr.splitlines() if line.strip()]
+    assert missing.returncode == 2 and len(lines) == 1 and "no such workdir or checkpoint" in lines[0], missing.stderr
