@@ -48,24 +48,21 @@ class SampleMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         generated = self.model.inference_generator(self.noise, training=False)
         step = int(self.model.g_optimizer.iterations.numpy())
-        number = epoch + 1
+        picture = self.directory / f"epoch_{epoch + 1:04d}.png"
         if self.config.is_image:
             images = data_lib.to_unit_range(generated, self.config.output_range).numpy()
-            pictures.save_grid(images, self.directory / f"epoch_{number:04d}.png")
-            pictures.save_grid(images, self.directory / "latest.png")
+            pictures.save_grid(images, picture)
             with self.writer.as_default():
                 tf.summary.image("samples", images[:16], step=step, max_outputs=16)
         else:
             generated = generated.numpy()
             real = self.holdout[: len(generated)]
-            pictures.save_histograms(
-                real, generated, self.noise.numpy(), self.directory / f"epoch_{number:04d}.png", f"epoch {number}, step {step}"
-            )
-            pictures.save_histograms(real, generated, self.noise.numpy(), self.directory / "latest.png", f"step {step}")
+            pictures.save_histograms(real, generated, self.noise.numpy(), picture, f"epoch {epoch + 1}, step {step}")
             print(
                 f"\nMean and Std of Real : ({real.mean():.4f}, {real.std():.4f})"
                 f"\nMean and Std of Gen  : ({generated.mean():.4f}, {generated.std():.4f})"
             )
+        shutil.copyfile(picture, self.directory / "latest.png")
 
 
 class HistoryPlot(keras.callbacks.Callback):
