@@ -82,8 +82,12 @@ def save_histograms(real: np.ndarray, generated: np.ndarray, noise: np.ndarray, 
     """Seed 003's picture: step histograms of real, generated and input values."""
     plt = _pyplot()
     fig, axis = plt.subplots(figsize=(6, 3.6))
-    for values, label in ((real, "Real"), (generated, "Generated"), (noise, "Input")):
-        axis.hist(np.ravel(values), bins=50, histtype="step", label=label)
+    series = ((real, "Real"), (generated, "Generated"), (noise, "Input"))
+    # Shared bins: with each series binned on its own range, heights can't be compared.
+    finite = np.concatenate([np.ravel(v)[np.isfinite(np.ravel(v))] for v, _ in series])
+    bins = np.histogram_bin_edges(finite, bins=80) if finite.size else 80
+    for values, label in series:
+        axis.hist(np.ravel(values), bins=bins, histtype="step", label=label)
     axis.legend(loc=0)
     axis.set_title(title)
     fig.tight_layout()
