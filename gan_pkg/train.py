@@ -197,7 +197,8 @@ def _check_workdir(workdir: Path) -> None:
 def _check_free_space(workdir: Path, model: GAN, keep: int) -> None:
     """Fail before training, not at the first checkpoint, when the disk is full."""
     variables = model.weights + model.d_optimizer.variables + model.g_optimizer.variables
-    needed = 2 * keep * sum(v.numpy().nbytes for v in variables) + (16 << 20)  # checkpoints + pictures and logs
+    checkpoint_bytes = sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in variables)  # no reads, no copies
+    needed = 2 * keep * checkpoint_bytes + (16 << 20)  # checkpoints (and a temporary) + pictures and logs
     free = shutil.disk_usage(workdir).free
     if free < needed:
         raise OSError(f"not enough disk space in {workdir}: {free >> 20} MiB free, checkpoints need about {needed >> 20} MiB")
