@@ -25,7 +25,7 @@ demo: $(STAMP)
 	  kill -TERM $$server; wait $$server; exit $$status
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py

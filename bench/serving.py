@@ -3,8 +3,9 @@
     python bench/serving.py [--batch-sizes 1 16 64] [--clients 16] [--requests 400] [--seconds 3] [--repeats 2]
 
 Modes, each at every batch size (rows per request):
-  in-process   the exported `serving_default` signature called through tf.saved_model.load:
-               the limit any server can reach on this machine, with one caller
+  in-process   the exported `serving_default` signature run through gan_pkg.session_loader
+               (TF Serving's load path, what the server runs): the limit any server can
+               reach on this machine, with one caller
   in-process xC   the same from C threads, C = usable cores: what the machine can do when
                one call leaves a core idle (not a target, a reference for the concurrent modes)
   grpc         Predict on serving/server.py (a subprocess, so the client's Python never
@@ -69,6 +70,7 @@ import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
 from gan_pkg import architectures, contract, export  # noqa: E402
+from gan_pkg.session_loader import SessionModel  # noqa: E402
 from gan_pkg import config as config_lib  # noqa: E402
 
 SERVER = ROOT / "serving" / "server.py"
@@ -469,8 +471,7 @@ def main(argv=None) -> int:
         # Both servers load while nothing is being timed; idle, they cost next to nothing.
         servers["plain"] = ServerProcess(model_dir, workdir / "server-plain.log", None)
         servers["batching"] = ServerProcess(model_dir, workdir / "server-batching.log", args.batching_config)
-        loaded = tf.saved_model.load(str(version_dir))
-        signature = loaded.signatures[contract.SERVING_DEFAULT]
+        session = SessionModel(version_dir)
         for server in servers.values():
             server.wait_ready(timeout=180)
         print(f"- model: `dcgan` preset generator, {params:,} parameters, noise [batch, {cfg.latent_dim}] -> images [batch, "
@@ -484,10 +485,9 @@ def main(argv=None) -> int:
         noise = {b: rng.standard_normal((b, cfg.latent_dim)).astype(np.float32) for b in args.batch_sizes}
         requests = {b: predict_request(noise[b]) for b in args.batch_sizes}
         bodies = {b: rest_body(noise[b]) for b in args.batch_sizes}
-        constants = {b: tf.constant(noise[b]) for b in args.batch_sizes}
 
         def in_process(x, rows):
-            images = signature(noise=x)[contract.IMAGES].numpy()
+            images = session.run(contract.SERVING_DEFAULT, {contract.NOISE: x})[contract.IMAGES]
             check_images(images, rows, image_shape)
             return images
 
@@ -497,7 +497,7 @@ def main(argv=None) -> int:
         callers = [single, *many["plain"], *many["batching"]] + ([rest] if rest else [])
 
         # The servers answer what the signature computes: same noise, same images.
-        reference = in_process(constants[args.batch_sizes[0]], args.batch_sizes[0])
+        reference = in_process(noise[args.batch_sizes[0]], args.batch_sizes[0])
         for kind in servers:
             served = many[kind][0](requests[args.batch_sizes[0]], args.batch_sizes[0])
             if not np.allclose(served, reference, atol=1e-5):
@@ -506,10 +506,10 @@ def main(argv=None) -> int:
         n = args.clients
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         modes = [
-            ("in-process", None, lambda b: (run_serial, in_process, constants[b])),
+            ("in-process", None, lambda b: (run_serial, in_process, noise[b])),
             # One caller leaves a core idle when TF cannot spread this small model over both:
             # one caller per core is what the machine can do, the mark for the concurrent modes.
-            (f"in-process x{cores}", None, lambda b: (run_concurrent, [in_process] * cores, constants[b])),
+            (f"in-process x{cores}", None, lambda b: (run_concurrent, [in_process] * cores, noise[b])),
             ("grpc", servers["plain"], lambda b: (run_serial, single, requests[b])),
             (f"grpc x{n}", servers["plain"], lambda b: (run_concurrent, many["plain"], requests[b])),
             (f"grpc x{n} +batching", servers["batching"], lambda b: (run_concurrent, many["batching"], requests[b])),
@@ -574,7 +574,7 @@ def main(argv=None) -> int:
             reference_rate = base[formed].rate if formed in base else None
             if reference_rate is None:  # the in-process rate at the formed size was not measured: measure it now
                 extra = Cell("in-process", formed)
-                x = tf.constant(rng.standard_normal((formed, cfg.latent_dim)).astype(np.float32))
+                x = rng.standard_normal((formed, cfg.latent_dim)).astype(np.float32)
                 extra.add(*run_serial(in_process, x, formed, args.requests, args.seconds, args.warmup), 0.0, 0.0)
                 reference_rate = extra.rate
             share = c.rate / reference_rate if reference_rate else float("nan")

@@ -104,23 +104,33 @@ def read_export(version_dir: Path) -> dict:
 
 
 def export_sample_fn(version_dir: Path, batch_size: int = BATCH) -> SampleFn:
-    """seeds -> samples from an export's `generate` signature, loaded with
-    plain tf.saved_model.load (what a process without gan_pkg would do)."""
+    """seeds -> samples from an export's `generate` signature, loaded the way TF
+    Serving loads it (gan_pkg.session_loader): what is scored is what is served."""
     import tensorflow as tf
 
+    from gan_pkg.session_loader import SessionModel, summary
+
     key = read_export(version_dir).get("output_key", contract.IMAGES)
-    loaded = tf.saved_model.load(str(version_dir))
-    generate = loaded.signatures[contract.GENERATE]
+
+    def refused(error):
+        return EvaluationError(f"{version_dir}: TF Serving's loader cannot run this export: {summary(error)}")
+
+    try:
+        model = SessionModel(version_dir)
+    except tf.errors.OpError as error:
+        raise refused(error) from None
 
     def sample(seeds: np.ndarray) -> np.ndarray:
         seeds = np.asarray(seeds, np.int64)
-        chunks = [
-            generate(**{contract.SEED: tf.constant(seeds[i : i + batch_size])})[key].numpy()
-            for i in range(0, len(seeds), batch_size)
-        ]
+        try:
+            chunks = [
+                model.run(contract.GENERATE, {contract.SEED: seeds[i : i + batch_size]})[key]
+                for i in range(0, len(seeds), batch_size)
+            ]
+        except tf.errors.OpError as error:
+            raise refused(error) from None
         return np.concatenate(chunks).astype(np.float32)
 
-    sample.loaded = loaded  # keep the SavedModel alive with the function
     return sample
 
 

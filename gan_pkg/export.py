@@ -59,45 +59,53 @@ def float32_generator(generator: keras.Model, config: GANConfig) -> keras.Model:
     return twin
 
 
-class _Signatures(tf.Module):
-    """The serving functions. Plain TF ops only: no XLA, no py_function."""
+class _Endpoints:
+    """The serving functions, written into the SavedModel by keras.export.ExportArchive.
+
+    ExportArchive tracks the generator's variables itself, so the restore op
+    TF Serving's loader runs finds every one; a plain tf.Module holding a
+    Keras 3 model does not (its variables exist only for tf.saved_model.load,
+    keras-team/keras#19274). Plain TF ops only: no XLA, no py_function.
+    """
 
     def __init__(self, generator: keras.Model, config: GANConfig):
-        super().__init__()
         self.generator = generator
         self.config = config
         self.output_key = contract.IMAGES if config.is_image else contract.SAMPLES
-        latent = config.latent_dim
-        self.serving_default = tf.function(
-            self._from_noise, input_signature=[tf.TensorSpec([None, latent], tf.float32, name=contract.NOISE)]
-        )
-        seed_spec = [tf.TensorSpec([None], tf.int64, name=contract.SEED)]
-        self.generate = tf.function(self._from_seed, input_signature=seed_spec)
-        self.generate_png = tf.function(self._png_from_seed, input_signature=seed_spec) if config.is_image else None
 
     def _render(self, noise):
         return to_unit_range(self.generator(noise, training=False), self.config.output_range)
-
-    def _from_noise(self, noise):
-        return {self.output_key: self._render(noise)}
 
     def _noise_for(self, seed):
         cfg = self.config
         return latent_for_seeds(seed, cfg.latent_dim, cfg.latent_distribution, cfg.latent_range)
 
-    def _from_seed(self, seed):
+    def from_noise(self, noise):
+        return {self.output_key: self._render(noise)}
+
+    def from_seed(self, seed):
         noise = self._noise_for(seed)
         return {self.output_key: self._render(noise), contract.NOISE: noise}
 
-    def _png_from_seed(self, seed):
+    def png_from_seed(self, seed):
         pixels = tf.cast(tf.round(self._render(self._noise_for(seed)) * 255.0), tf.uint8)
         return {contract.PNG: tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))}
 
     def signatures(self) -> dict:
-        found = {contract.SERVING_DEFAULT: self.serving_default, contract.GENERATE: self.generate}
-        if self.generate_png is not None:
-            found[contract.GENERATE_PNG] = self.generate_png
+        """signature name -> (function, its one input's TensorSpec); the spec's name is the tensor key."""
+        noise = tf.TensorSpec([None, self.config.latent_dim], tf.float32, name=contract.NOISE)
+        seed = tf.TensorSpec([None], tf.int64, name=contract.SEED)
+        found = {contract.SERVING_DEFAULT: (self.from_noise, noise), contract.GENERATE: (self.from_seed, seed)}
+        if self.config.is_image:
+            found[contract.GENERATE_PNG] = (self.png_from_seed, seed)
         return found
+
+    def archive(self) -> keras.export.ExportArchive:
+        archive = keras.export.ExportArchive()
+        archive.track(self.generator)
+        for name, (function, spec) in self.signatures().items():
+            archive.add_endpoint(name, function, input_signature=[spec])
+        return archive
 
 
 def _warmup_records(signatures: dict, config: GANConfig, model_name: str) -> list[bytes]:
@@ -144,9 +152,9 @@ def write_saved_model(
     evaluation: dict | None = None,
 ) -> Path:
     """The complete SavedModel (signatures, warmup, metadata) in `directory`."""
-    module = _Signatures(float32_generator(generator, config), config)
-    signatures = module.signatures()
-    tf.saved_model.save(module, str(directory), signatures=signatures)
+    endpoints = _Endpoints(float32_generator(generator, config), config)
+    signatures = endpoints.signatures()
+    endpoints.archive().write_out(str(directory), verbose=False)
     extra = Path(directory) / contract.ASSETS_EXTRA
     extra.mkdir(exist_ok=True)
     with tf.io.TFRecordWriter(str(extra / contract.WARMUP_FILE)) as writer:

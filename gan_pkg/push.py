@@ -1,11 +1,13 @@
 """python -m gan_pkg.push: publish a candidate SavedModel only when it is blessed.
 
 TFX's Evaluator + InfraValidator + Pusher in one step, without tfx:
-1. evaluate the candidate (FID on the held-out split, gan_pkg.evaluate);
-2. bless it only if its FID beats the currently served (latest) version's, and
+1. infra check (TFX's InfraValidator): a separate Python process that never
+   imports gan_pkg loads it the way TF Serving does (MetaGraph import + restore
+   into a Session, gan_pkg/session_loader.py) and answers every signature with
+   finite outputs;
+2. evaluate the candidate (FID on the held-out split, gan_pkg.evaluate);
+3. bless it only if its FID beats the currently served (latest) version's, and
    `--max-fid` when given;
-3. infra check: a separate Python process that never imports gan_pkg loads it
-   with tf.saved_model.load and answers every signature with finite outputs;
 4. copy it into the next integer version, atomically, its evaluation recorded.
 """
 
@@ -14,37 +16,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 from gan_pkg import contract
 from gan_pkg.cli import ArgumentParser
-
-INFRA_CHECK = textwrap.dedent(
-    """
-    import sys
-    import numpy as np, tensorflow as tf
-    loaded = tf.saved_model.load(sys.argv[1])
-    seeds = tf.constant([0, 1, 2], tf.int64)
-    for name, fn in loaded.signatures.items():
-        if name == "serving_default":
-            dim = fn.structured_input_signature[1]["noise"].shape[1]
-            outputs = fn(noise=tf.zeros((3, dim)))
-        else:
-            outputs = fn(seed=seeds)
-        for key, value in outputs.items():
-            value = value.numpy()
-            assert value.shape[0] == 3, (name, key, value.shape)
-            if value.dtype.kind == "f":
-                assert np.isfinite(value).all(), (name, key)
-    assert "gan_pkg" not in sys.modules
-    print("ok", sorted(loaded.signatures))
-    """
-)
-
 
 class NotBlessed(RuntimeError):
     pass
@@ -55,12 +32,12 @@ def fid_of(result: dict) -> float:
 
 
 def infra_check(saved_model: Path, timeout: float = 300) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", INFRA_CHECK, str(saved_model)], capture_output=True, text=True, timeout=timeout
-    )
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise NotBlessed(f"infra check failed: {saved_model} did not load and answer in a fresh process ({last})")
+    from gan_pkg import session_loader
+
+    try:
+        session_loader.check_in_fresh_process(saved_model, timeout=timeout)
+    except session_loader.CheckFailed as error:
+        raise NotBlessed(f"infra check failed: {error}") from None
 
 
 def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | None = None, num_samples: int = 1000) -> Path:
@@ -70,6 +47,7 @@ def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | N
     candidate = Path(candidate)
     if not (candidate / "saved_model.pb").is_file():
         raise FileNotFoundError(f"{candidate}: no saved_model.pb; pass the directory a run_fn or export wrote")
+    infra_check(candidate)  # first: nothing TF Serving cannot run is scored, let alone published
     result = evaluate.evaluate_export(candidate, num_samples, seed=0)
     fid = fid_of(result)
     model_dir = Path(export_base) / model_name
@@ -83,7 +61,6 @@ def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | N
             raise NotBlessed(f"not blessed: FID {fid:.3f} does not beat served version {served[-1]}'s {fid_of(current):.3f}")
     if max_fid is not None and fid > max_fid:
         raise NotBlessed(f"not blessed: FID {fid:.3f} is above --max-fid {max_fid:g}")
-    infra_check(candidate)
 
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=model_dir))

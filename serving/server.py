@@ -9,6 +9,10 @@ For machines without Docker; the Docker image (Dockerfile.serve) runs the real
 tensorflow_model_server.
 
 Behaviour worth knowing:
+- each version is loaded and run the way tensorflow_model_server does it
+  (gan_pkg.session_loader: MetaGraph import and restore op into one Session per
+  version, signatures run by the tensor names in their SignatureDefs), so a version
+  that TF Serving cannot run fails here too, at load or warmup, and is not served.
 - serves the highest integer version under each base path (or what the model's
   version policy in --model_config_file asks for); a version appearing on disk is
   loaded, warmed up (assets.extra/tf_serving_warmup_requests) and then served
@@ -125,40 +129,19 @@ def _tf():
 
 
 class Servable:
-    """One loaded version: its concrete signature functions and SignatureDefs."""
+    """One loaded version, loaded and run the way TF Serving does (gan_pkg.session_loader):
+    MetaGraph import and restore into its own Session, signatures run by tensor name.
+    So a version TF Serving cannot run fails here too, at load or warmup."""
 
     def __init__(self, name: str, version: int, path: Path):
-        tf = _tf()
-        from tensorflow.core.protobuf import saved_model_pb2
+        from gan_pkg.session_loader import SessionModel
 
         self.name, self.version, self.path = name, version, Path(path)
-        self.loaded = tf.saved_model.load(str(path))  # holds the variables alive
-        saved = saved_model_pb2.SavedModel()
-        saved.ParseFromString((self.path / "saved_model.pb").read_bytes())
-        meta = next((m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags), saved.meta_graphs[0])
-        self.signature_defs = meta.signature_def  # exactly what TF Serving reports
-        self.functions = {}
-        self.inputs = {}  # signature -> {key: (numpy dtype, shape with None)}
-        self.outputs = {}  # signature -> [keys]
-        for key, fn in self.loaded.signatures.items():
-            if key not in self.signature_defs:
-                continue
-            sig = self.signature_defs[key]
-            self.functions[key] = fn
-            self.inputs[key] = {
-                alias: (
-                    tf.dtypes.as_dtype(info.dtype),
-                    None if info.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None for d in info.tensor_shape.dim],
-                )
-                for alias, info in sig.inputs.items()
-            }
-            self.outputs[key] = sorted(sig.outputs)
-
-    def run(self, signature: str, inputs: dict) -> dict:
-        """inputs: {key: ndarray} already validated -> {key: ndarray}."""
-        tf = _tf()
-        result = self.functions[signature](**{k: tf.constant(v) for k, v in inputs.items()})
-        return {k: v.numpy() for k, v in result.items()}
+        session = SessionModel(path)
+        self.signature_defs = session.signature_defs  # exactly what TF Serving reports
+        self.inputs = session.inputs  # signature -> {key: (tf.DType, shape with None)}
+        self.outputs = session.outputs  # signature -> [keys]
+        self.run = session.run  # {key: ndarray} already validated -> {key: ndarray}
 
 
 def _dtype_ok(expected, array: np.ndarray) -> bool:
@@ -539,8 +522,10 @@ class Model:
             if self.warmup is not None:
                 self.warmup(servable)
         except Exception as error:  # noqa: BLE001  a bad export must not take the server down
+            from gan_pkg.session_loader import summary
+
             self._failed[version] = self._fingerprint(path)
-            message = f"failed to load {path}: {type(error).__name__}: {error}"
+            message = f"failed to load {path}: {summary(error)}"
             self.states[version] = ("END", grpc.StatusCode.UNKNOWN, message)
             self._log(f"error: {self.name} version {version}: {message}", file=sys.stderr)
             return False
@@ -653,7 +638,7 @@ class ModelServer:
                 continue  # only Predict warmup is meaningful for a generator
             request = log.predict_log.request
             signature = request.model_spec.signature_name or contract.SERVING_DEFAULT
-            if signature not in servable.functions:
+            if signature not in servable.inputs:
                 raise ValueError(f"warmup request names unknown signature '{signature}'")
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
             validate_inputs(servable, signature, inputs, DEFAULT_MAX_BATCH_SIZE * 1024)
@@ -673,11 +658,11 @@ class ModelServer:
     @staticmethod
     def signature_of(servable: Servable, name: str) -> str:
         name = name or contract.SERVING_DEFAULT
-        if name not in servable.functions:
+        if name not in servable.inputs:
             raise ServingError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"Serving signature name: \"{name}\" not found in signature def; "
-                f"signatures of {servable.name} version {servable.version}: {sorted(servable.functions)}",
+                f"signatures of {servable.name} version {servable.version}: {sorted(servable.inputs)}",
             )
         return name
 

@@ -239,6 +239,15 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, make_args):
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_cli_on_an_export_tf_serving_cannot_run_exits_2_saying_how_to_reexport(tmp_path, capsys):
+    from conftest import module_held_export
+
+    module_held_export(tmp_path / "gan" / "1", TINY)
+    assert ev.main(["--export", str(tmp_path / "gan"), "--num-samples", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Could not find variable" in err and "python -m gan_pkg.export --checkpoint" in err
+
+
 def test_cli_missing_classifier_exits_2(tmp_path, capsys, monkeypatch):
     from gan_pkg import classifier
 

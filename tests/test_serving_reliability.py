@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from gan_pkg import contract
+from conftest import module_held_export
 from test_serving import LATENT, REPO, client_mod, export_tiny, quiet, server_args, server_mod, tiny_dcgan, wait_for
 
 SOAK_REQUESTS = int(os.environ.get("GAN_SOAK_REQUESTS", "20000"))
@@ -199,6 +200,27 @@ def test_broken_newest_version_at_startup_leaves_the_previous_one_served(tmp_pat
             assert _predict(c) == 1
             status = {s["version"]: s for s in c.status()["model_version_status"]}
         assert status["1"]["state"] == "AVAILABLE" and "failed to load" in status["2"]["status"]["error_message"]
+    finally:
+        running.stop(grace=2)
+
+
+def test_version_tf_serving_cannot_run_is_refused_and_the_previous_one_stays_served(tmp_path, export_base):
+    """A version written the old way (Keras model in a tf.Module) passes tf.saved_model.load but
+    fails TF Serving's loader at warmup: here too it is not served, and the server stays up."""
+    model_dir = tmp_path / "gan"
+    shutil.copytree(export_base / "gan", model_dir)
+    module_held_export(model_dir / "2", tiny_dcgan())
+    running = server_mod.start(server_args(model_base_path=str(model_dir), rest_api_port=0, file_system_poll_wait_seconds=0.05), log=quiet)
+    try:
+        core = running.core.models["gan"]
+        assert set(core.servables) == {1}
+        with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0) as c:
+            assert _predict(c) == 1
+            status = {s["version"]: s for s in c.status()["model_version_status"]}
+        assert status["1"]["state"] == "AVAILABLE"
+        message = status["2"]["status"]["error_message"]
+        assert status["2"]["state"] == "END" and "Could not find variable" in message
+        assert "python -m gan_pkg.export --checkpoint" in message  # the way out, not just the failure
     finally:
         running.stop(grace=2)
 

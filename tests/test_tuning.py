@@ -7,7 +7,7 @@ import types
 import pytest
 
 from gan_pkg import export, push, tfx_module
-from conftest import REPO, run_python
+from conftest import REPO, module_held_export, run_python, tiny
 
 TINY = {"g_initial_shape": [7, 7, 8], "g_filters": [8, 4], "d_filters": [4, 4, 4, 4], "holdout": 100, "precision": "float32", "batch_size": 8}
 TINY_FLAGS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
@@ -75,6 +75,13 @@ def test_push_publishes_only_blessed_models(candidate, tmp_path):
     with pytest.raises(push.NotBlessed, match="does not beat served version 1"):
         push.push(candidate, tmp_path / "export", "gan", num_samples=100)
     assert export.versions(tmp_path / "export" / "gan") == [1]
+
+
+def test_push_refuses_an_export_tf_serving_cannot_run(tmp_path):
+    candidate = module_held_export(tmp_path / "candidate", tiny("dcgan"))
+    with pytest.raises(push.NotBlessed, match="infra check failed: .*Could not find variable"):
+        push.push(candidate, tmp_path / "export", "gan", num_samples=100)
+    assert export.versions(tmp_path / "export" / "gan") == []
 
 
 @pytest.mark.parametrize("flags, message", [(["--max-trials", "0"], "--max-trials must be at least 1"),
