@@ -1,6 +1,10 @@
 """Training throughput of DCGAN: the seeds' loop vs GAN.fit variants, and FLOP/s vs peak.
 
-    python bench/train_throughput.py [--batch-sizes 32 256] [--repeats 3] [--steps 30]
+    python bench/train_throughput.py [--batch-sizes 32 256] [--repeats 3] [--steps 30] [--variants NAME ...]
+
+Prints the CPU model and its ISA flags (avx2, avx512f, avx512_bf16, amx_bf16:
+what decides whether bfloat16 pays) and the float32 and bfloat16 matmul peaks it
+measured, so each result can go in the docs/BENCHMARKS.md part of its machine type.
 
 Every figure comes from one run on one machine: variants are interleaved
 (round-robin over repeats, medians reported) so a noisy neighbour hits all of
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
 import statistics
 import time
@@ -43,14 +48,35 @@ def forward_flops(model: keras.Model) -> int:
     return total
 
 
-def step_flops(generator, discriminator) -> int:
+def step_flops(generator, discriminator, reuse_fakes: bool = False) -> int:
     """FLOPs of one fused step per real image, counting a backward pass as 2x forward.
 
     D update: G forward (1 fake) + D forward and backward on real and fake (2 x 3 Fd).
     G update: G and D forward, backward through both (3 Fg + 3 Fd).
+    With reuse_fakes the D update takes the G update's fakes: no G forward of its own.
     """
     fg, fd = forward_flops(generator), forward_flops(discriminator)
-    return (fg + 6 * fd) + (3 * fg + 3 * fd)
+    return (0 if reuse_fakes else fg) + 6 * fd + 3 * fg + 3 * fd
+
+
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description() -> str:
+    """CPU model and the ISA flags that decide float32/bfloat16 speed (Linux /proc/cpuinfo)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in ISA_FLAGS)
+    return f"{model}; {shown}"
 
 
 def matmul_peak(dtype: tf.DType, n: int = 4096, repeats: int = 5) -> float:
@@ -136,18 +162,21 @@ class FusedFit:
 VARIANTS = {
     "seeds' loop (train_on_batch)": lambda cfg: cfg,
     "GAN.fit float32": lambda cfg: dataclasses.replace(cfg, precision="float32"),
+    "GAN.fit float32, one G forward": lambda cfg: dataclasses.replace(cfg, precision="float32", reuse_fakes=True),
+    "GAN.fit mixed_bfloat16, one G forward": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16", reuse_fakes=True),
     "GAN.fit mixed_bfloat16": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16"),
     "GAN.fit float32 + jit_compile": lambda cfg: dataclasses.replace(cfg, precision="float32", jit_compile=True),
+    "GAN.fit float32 + jit_compile, one G forward": lambda cfg: dataclasses.replace(cfg, precision="float32", jit_compile=True, reuse_fakes=True),
     "GAN.fit mixed_bfloat16 + jit_compile": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16", jit_compile=True),
     "GAN.fit mixed_bfloat16, 10 steps/execution": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16", steps_per_execution=10),
 }
 
 
-def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray) -> list[dict]:
+def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray, variants: list[str]) -> list[dict]:
     base = dataclasses.replace(config_lib.preset("dcgan"), batch_size=batch_size)
+    configs = {name: VARIANTS[name](base) for name in variants}
     runners = {}
-    for name, derive in VARIANTS.items():
-        cfg = derive(base)
+    for name, cfg in configs.items():
         runners[name] = (SeedsLoop if name.startswith("seeds") else FusedFit)(cfg, images)
         runners[name].run(max(3, steps // 5))  # warm-up: tracing, compilation, first allocations
     times = {name: [] for name in runners}
@@ -155,7 +184,10 @@ def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray) -> li
         for name, runner in runners.items():  # interleaved
             seconds, done = runner.run(steps)
             times[name].append(seconds / done)
-    return [{"variant": name, "batch": batch_size, "seconds_per_step": statistics.median(t)} for name, t in times.items()]
+    return [
+        {"variant": name, "batch": batch_size, "seconds_per_step": statistics.median(t), "reuse_fakes": configs[name].reuse_fakes}
+        for name, t in times.items()
+    ]
 
 
 def main() -> None:
@@ -163,25 +195,29 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--steps", type=int, default=30, help="timed steps per repeat at batch 32 (scaled down for larger batches)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="which rows to measure (the seeds' loop is always first: the ratios are against it)")
     args = parser.parse_args()
+    variants = [next(iter(VARIANTS))] + [v for v in args.variants if not v.startswith("seeds")]
 
     images = (np.random.default_rng(0).uniform(-1, 1, (2048, 28, 28, 1))).astype(np.float32)
     generator, discriminator = architectures.build(config_lib.preset("dcgan"))
-    flops_per_image = step_flops(generator, discriminator)
+    flops = {reuse: step_flops(generator, discriminator, reuse) for reuse in (False, True)}
     peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
 
-    print(f"# DCGAN training throughput ({platform.processor() or platform.machine()}, TF {tf.__version__})")
-    print(f"analytic FLOPs per image per step: {flops_per_image / 1e6:.1f} MFLOP")
+    print(f"# DCGAN training throughput (TF {tf.__version__}, {len(os.sched_getaffinity(0))} cores)")
+    print(f"CPU: {cpu_description()}")
+    print(f"analytic FLOPs per image per step: {flops[False] / 1e6:.1f} MFLOP (one G forward: {flops[True] / 1e6:.1f})")
     print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s\n")
     print("| batch | variant | images/s | vs seeds' loop | GFLOP/s | % of matmul peak |")
     print("|---:|---|---:|---:|---:|---:|")
     for batch in args.batch_sizes:
         steps = max(4, args.steps * 32 // batch)
-        rows = measure(batch, steps, args.repeats, images)
+        rows = measure(batch, steps, args.repeats, images, variants)
         baseline = batch / rows[0]["seconds_per_step"]
         for row in rows:
             rate = batch / row["seconds_per_step"]
-            gflops = rate * flops_per_image / 1e9
+            gflops = rate * flops[row["reuse_fakes"]] / 1e9
             if row["variant"].startswith("seeds"):
                 peak_text = "n/a"
             else:

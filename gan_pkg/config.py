@@ -62,6 +62,7 @@ class GANConfig:
     label_smoothing: float = 0.0  # one-sided: real target is 1 - label_smoothing
     gp_weight: float = 10.0
     d_steps: int = 1
+    reuse_fakes: bool = False  # one generator forward per step: the D step scores the G step's fakes
     ema_decay: float = 0.0  # > 0 keeps (and exports) an EMA of the generator
 
     # Budget (seed 004: 4,000 steps at batch 32).

@@ -107,6 +107,7 @@ class GAN(keras.Model):
         label_smoothing: float = 0.0,
         d_steps: int = 1,
         gp_weight: float = 10.0,
+        reuse_fakes: bool = False,
         **kwargs,
     ):
         super().compile(**kwargs)
@@ -122,6 +123,7 @@ class GAN(keras.Model):
         self.label_smoothing = float(label_smoothing)
         self.d_steps = int(d_steps)
         self.gp_weight = float(gp_weight)
+        self.reuse_fakes = bool(reuse_fakes)
         self._compile_kwargs = kwargs
 
     def get_compile_config(self):
@@ -132,6 +134,7 @@ class GAN(keras.Model):
             "label_smoothing": self.label_smoothing,
             "d_steps": self.d_steps,
             "gp_weight": self.gp_weight,
+            "reuse_fakes": self.reuse_fakes,
             **self._compile_kwargs,
         }
 
@@ -169,28 +172,37 @@ class GAN(keras.Model):
         grads = tape.gradient(optimizer.scale_loss(loss), variables)
         optimizer.apply_gradients(zip(grads, variables))
 
+    def _d_update(self, real, fake):
+        """One discriminator step on real images and (constant) fakes."""
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator(real, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.label_smoothing)
+            if self.gan_loss.needs_gradient_penalty:
+                alpha_shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
+                alpha = keras.random.uniform(alpha_shape, seed=self.seed_generator)
+                d_loss += self.gp_weight * losses.gradient_penalty(self.discriminator, real, ops.cast(fake, "float32"), alpha)
+        self._step(self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables)
+        return real_logits, fake_logits, d_loss
+
     def train_step(self, data):
         real = data[0] if isinstance(data, (tuple, list)) else data
         batch_size = ops.shape(real)[0]
 
-        for _ in range(self.d_steps):
-            noise = self.sample_noise(batch_size)
-            with tf.GradientTape() as tape:
-                fake = self.generator(noise, training=True)
-                real_logits = self.discriminator(real, training=True)
-                fake_logits = self.discriminator(fake, training=True)
-                d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.label_smoothing)
-                if self.gan_loss.needs_gradient_penalty:
-                    alpha_shape = (batch_size,) + (1,) * (len(real.shape) - 1)
-                    alpha = keras.random.uniform(alpha_shape, seed=self.seed_generator)
-                    d_loss += self.gp_weight * losses.gradient_penalty(
-                        self.discriminator, real, ops.cast(fake, "float32"), alpha
-                    )
-            self._step(self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables)
+        # reuse_fakes: the last D step takes the G step's fakes (stop-gradient), so each
+        # step runs the generator forward once instead of twice (TF-GAN also scores one
+        # generated batch with both losses); G still plays against the updated D.
+        for _ in range(self.d_steps - 1 if self.reuse_fakes else self.d_steps):
+            fake = self.generator(self.sample_noise(batch_size), training=True)
+            real_logits, fake_logits, d_loss = self._d_update(real, fake)
 
         noise = self.sample_noise(batch_size)
         with tf.GradientTape() as tape:
-            g_logits = self.discriminator(self.generator(noise, training=True), training=True)
+            fake = self.generator(noise, training=True)
+            if self.reuse_fakes:
+                with tape.stop_recording():
+                    real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake))
+            g_logits = self.discriminator(fake, training=True)
             g_loss = self.gan_loss.g_loss(g_logits)
         self._step(self.g_optimizer, g_loss, tape, self.generator.trainable_variables)
         if self.ema_generator is not None:

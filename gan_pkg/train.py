@@ -123,6 +123,7 @@ def build_gan(config: GANConfig) -> GAN:
         label_smoothing=config.label_smoothing,
         d_steps=config.d_steps,
         gp_weight=config.gp_weight,
+        reuse_fakes=config.reuse_fakes,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )

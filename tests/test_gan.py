@@ -112,3 +112,25 @@ def test_bce_losses_match_their_definitions():
     assert float(losses.bce_d_loss(real, fake, label_smoothing=0.1)) == pytest.approx(expected_d, rel=1e-5)
     assert float(losses.bce_g_loss(fake)) == pytest.approx(-np.mean(np.log(sigmoid(fake))), rel=1e-5)
     assert np.isfinite(float(losses.bce_g_loss(tf.constant([[-200.0]]))))  # no log(0) on saturated logits
+
+
+@pytest.mark.parametrize("d_steps", [1, 2])
+def test_reusing_fakes_gives_the_same_discriminator_update_for_the_same_noise(d_steps):
+    """One generator forward per step (reuse_fakes) changes where G's fakes come from,
+    not the D update: same weights, same noise and dropout draws -> the same D after a step."""
+    import keras
+
+    real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
+    models = {}
+    for reuse in (False, True):
+        keras.utils.set_random_seed(3)  # same initial weights and dropout seeds in both
+        model = train.build_gan(tiny("dcgan", reuse_fakes=reuse, d_steps=d_steps))
+        model.fit(real, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        models[reuse] = model
+    two_forwards, one_forward = models[False], models[True]
+    assert int(one_forward.d_optimizer.iterations) == d_steps and int(one_forward.g_optimizer.iterations) == 1
+    if d_steps == 1:  # (batch-norm statistics differ: the G step's D call sees other fakes)
+        for a, b in zip(two_forwards.discriminator.trainable_variables, one_forward.discriminator.trainable_variables):
+            np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-6, err_msg=a.path)
+    # G trained on other noise (the D step's, not a second draw): the variants really differ.
+    assert any(not np.allclose(np.array(a), np.array(b)) for a, b in zip(two_forwards.generator.weights, one_forward.generator.weights))
