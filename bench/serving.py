@@ -69,7 +69,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-from gan_pkg import architectures, contract, export  # noqa: E402
+from gan_pkg import architectures, contract, export, train  # noqa: E402
 from gan_pkg.session_loader import SessionModel  # noqa: E402
 from gan_pkg import config as config_lib  # noqa: E402
 
@@ -90,14 +90,7 @@ RPC_TIMEOUT = 60.0
 
 
 def machine_lines() -> list[str]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or platform.machine()
+    model = train.cpu_model_and_flags()[0] or platform.processor() or platform.machine()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -63,33 +63,10 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
 
 
 def cpu_description() -> str:
-    """CPU model and the ISA flags that decide float32/bfloat16 speed (Linux /proc/cpuinfo)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
+    """CPU model and the ISA flags that decide float32/bfloat16 speed."""
+    model, flags = train.cpu_model_and_flags()
     shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in ISA_FLAGS)
-    return f"{model}; {shown}"
-
-
-def matmul_peak(dtype: tf.DType, n: int = 4096, repeats: int = 5) -> float:
-    a = tf.random.normal((n, n), dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    matmul = tf.function(lambda x: tf.matmul(x, x))
-    matmul(a).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a).numpy()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / min(times)
+    return f"{model or platform.processor() or platform.machine()}; {shown}"
 
 
 # -- the seeds' loop, reproduced ------------------------------------------------

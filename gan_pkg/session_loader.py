@@ -109,9 +109,6 @@ class SessionModel:
         """{key: ndarray} for exactly the signature's input keys -> {key: ndarray}."""
         return self._runners[signature](inputs)
 
-    def close(self):
-        self.session.close()
-
 
 def _shape(info):
     if info.tensor_shape.unknown_rank:
@@ -171,6 +168,11 @@ def summary(error: Exception) -> str:
     return text + MISSING_VARIABLE_HINT if "Could not find variable" in text else text
 
 
+def _flatten(grouped: dict) -> dict:
+    """{signature: {key: array}} -> {"signature/key": array}, the npz layout."""
+    return {f"{signature}/{key}": value for signature, tensors in grouped.items() for key, value in tensors.items()}
+
+
 def _group(flat: dict) -> dict:
     grouped = {}
     for name, value in flat.items():
@@ -196,7 +198,7 @@ def check_in_fresh_process(saved_model, inputs: dict | None = None, timeout: flo
     with tempfile.TemporaryDirectory(prefix="session-check-") as scratch:
         command = [sys.executable, os.path.abspath(__file__), str(saved_model), "--outputs", os.path.join(scratch, "out.npz")]
         if inputs:
-            np.savez(os.path.join(scratch, "in.npz"), **{f"{s}/{k}": v for s, tensors in inputs.items() for k, v in tensors.items()})
+            np.savez(os.path.join(scratch, "in.npz"), **_flatten(inputs))
             command += ["--inputs", os.path.join(scratch, "in.npz")]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
@@ -225,7 +227,7 @@ def main(argv=None) -> int:
         print(f"error: {args.saved_model} does not load or run the way TF Serving runs it: {summary(error)}", file=sys.stderr)
         return 1
     if args.outputs:
-        np.savez(args.outputs, **{f"{s}/{k}": v for s, outputs in results.items() for k, v in outputs.items()})
+        np.savez(args.outputs, **_flatten(results))
     for signature, outputs in results.items():
         shapes = ", ".join(f"{k} {v.dtype.name}{list(v.shape)}" for k, v in sorted(outputs.items()))
         print(f"ok {signature}: {shapes}")

@@ -44,12 +44,25 @@ class TrainResult:
 
 
 # -- execution environment ------------------------------------------------------
-def _cpu_has_bf16() -> bool:
+def cpu_model_and_flags() -> tuple[str, set[str]]:
+    """The CPU's model name and ISA flags from /proc/cpuinfo; ("", set()) where there is none."""
+    model, flags = "", set()
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+        return model, flags
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            break
+    return model, flags
+
+
+def _cpu_has_bf16() -> bool:
+    return bool(cpu_model_and_flags()[1] & {"amx_bf16", "avx512_bf16"})
 
 
 def resolve_precision(precision: str) -> str:
