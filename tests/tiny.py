@@ -1,0 +1,28 @@
+"""The one tiny configuration the tests train: each preset's own architecture and
+training rules, shrunk to run in seconds. In-process tests take `tiny(preset)`; tests
+that drive a CLI take the same shrink as `--set` flags from `tiny_flags(preset)`."""
+
+import dataclasses
+import json
+
+from gan_pkg import config as config_lib
+
+SHRINK = {
+    "dcgan": dict(g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4)),
+    "conv": dict(g_initial_shape=(7, 7, 4), g_filters=(8, 4, 4), d_filters=(4, 4, 8, 8)),
+    "mlp": dict(g_filters=(16, 16, 16), d_filters=(16, 16, 16)),
+    "dist1d": dict(),
+    "conv-tanh": dict(g_dense_units=(16,), g_initial_shape=(7, 7, 8), g_filters=(4,), d_filters=(4, 4), d_dense_units=(16,)),
+}
+RUN = dict(batch_size=8, holdout=100, precision="float32")
+
+
+def tiny(preset: str, **changes) -> config_lib.GANConfig:
+    """The preset shrunk, batch 8, 4 steps, float32 (so results do not depend on the CPU's bf16)."""
+    return dataclasses.replace(config_lib.preset(preset), **{**SHRINK[preset], **RUN, "steps": 4, **changes})
+
+
+def tiny_flags(preset: str = "dcgan", **changes) -> list[str]:
+    """The same shrink as CLI flags: ["--set", "field=<json>", ...] (steps are the caller's)."""
+    values = {**SHRINK[preset], **RUN, **changes}
+    return [arg for field, value in values.items() for arg in ("--set", f"{field}={json.dumps(value, separators=(',', ':'))}")]
