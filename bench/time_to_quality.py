@@ -25,7 +25,7 @@ from train_throughput import SeedsLoop  # noqa: E402  (bench/ is the script's di
 
 from gan_pkg import config as config_lib  # noqa: E402
 from gan_pkg import data as data_lib  # noqa: E402
-from gan_pkg import evaluate, train  # noqa: E402
+from gan_pkg import evaluate, runtime, train  # noqa: E402
 from gan_pkg.gan import sample_latent  # noqa: E402
 
 CHUNK_STEPS = 25  # steps between clock reads
@@ -77,8 +77,8 @@ def main() -> None:
     probe = FIDProbe(config, data.holdout)
 
     keras.utils.set_random_seed(config.seed)
-    precision = train.resolve_precision(config.precision)
-    with train.dtype_policy(precision):
+    precision = runtime.resolve_precision(config.precision)
+    with runtime.dtype_policy(precision):
         model = train.build_gan(config)
         batches = data_lib.training_dataset(data, config)
         fit = lambda n: model.fit(batches, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)

@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from gan_pkg import architectures, train  # noqa: E402
+from gan_pkg import architectures, runtime, train  # noqa: E402
 from gan_pkg import config as config_lib  # noqa: E402
 
 # -- analytic FLOPs -------------------------------------------------------------
@@ -64,7 +64,7 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
 
 def cpu_description() -> str:
     """CPU model and the ISA flags that decide float32/bfloat16 speed."""
-    model, flags = train.cpu_model_and_flags()
+    model, flags = runtime.cpu_model_and_flags()
     shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in ISA_FLAGS)
     return f"{model or platform.processor() or platform.machine()}; {shown}"
 
@@ -117,8 +117,8 @@ class FusedFit:
     """GAN.fit with the package's own train_step under one configuration."""
 
     def __init__(self, cfg, images):
-        self.policy = train.resolve_precision(cfg.precision)
-        with train.dtype_policy(self.policy):
+        self.policy = runtime.resolve_precision(cfg.precision)
+        with runtime.dtype_policy(self.policy):
             self.model = train.build_gan(cfg)
         self.dataset = (
             tf.data.Dataset.from_tensor_slices(images).repeat().batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -131,7 +131,7 @@ class FusedFit:
         training run pays once, not per step."""
         steps = max(self.spe, steps - steps % self.spe) + self.spe  # whole executions, plus the untimed first
         clock = _Clock()
-        with train.dtype_policy(self.policy):
+        with runtime.dtype_policy(self.policy):
             self.model.fit(self.dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[clock])
         return clock.end - clock.first, steps - self.spe
 

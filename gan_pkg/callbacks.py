@@ -1,4 +1,4 @@
-"""Training side effects: sample pictures, checkpoints, NaN guard.
+"""Training side effects: sample pictures, checkpoints, NaN guard, val FID.
 
 Kept out of `GAN.train_step` (as keras-io's GANMonitor is) so the compiled
 step stays pure and each side effect can be switched on or off by itself.
@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,12 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from gan_pkg import data as data_lib
-from gan_pkg import pictures
+from gan_pkg import pictures, runs
+from gan_pkg.classifier import BATCH, get_classifier
 from gan_pkg.config import GANConfig
+from gan_pkg.files import atomic_path, write_json
 from gan_pkg.gan import sample_latent
-
-CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)\.keras$")
-
+from gan_pkg.metrics import fid, kid
 
 def scalar(value) -> float:
     """A logged metric as a float: 0-d, or shape [1] under MultiWorkerMirroredStrategy."""
@@ -40,10 +39,10 @@ class SampleMonitor(keras.callbacks.Callback):
     def __init__(self, config: GANConfig, workdir: Path, holdout: np.ndarray, num: int = 64):
         super().__init__()
         self.config = config
-        self.directory = Path(workdir) / "samples"
+        self.directory = Path(workdir) / runs.SAMPLES
         self.holdout = holdout
         self.noise = sample_latent((num, config.latent_dim), [config.seed, 7], config.latent_distribution, config.latent_range)
-        self.writer = tf.summary.create_file_writer(str(Path(workdir) / "tensorboard" / "samples"))
+        self.writer = tf.summary.create_file_writer(str(Path(workdir) / runs.TENSORBOARD / "samples"))
 
     def on_epoch_end(self, epoch, logs=None):
         generated = self.model.inference_generator(self.noise, training=False)
@@ -108,18 +107,6 @@ class NaNGuard(keras.callbacks.Callback):
                 return
 
 
-def checkpoint_path(directory: Path, epoch: int) -> Path:
-    return Path(directory) / f"ckpt-{epoch:04d}.keras"
-
-
-def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """(epoch, path) of complete checkpoints, oldest first (temp files excluded)."""
-    if not Path(directory).is_dir():
-        return []
-    found = [(int(m.group(1)), Path(directory) / name) for name in os.listdir(directory) if (m := CHECKPOINT_PATTERN.match(name))]
-    return sorted(found)
-
-
 class Checkpointer(keras.callbacks.Callback):
     """Whole-model `.keras` (both optimizers, their step) after every epoch.
 
@@ -130,9 +117,7 @@ class Checkpointer(keras.callbacks.Callback):
     and delete it, as Keras' own multi-worker checkpointing does.
     """
 
-    KEEP = 2  # the newest and one before it, in case the newest is damaged
-
-    def __init__(self, directory: Path, guard: NaNGuard, keep: int = KEEP, chief: bool = True):
+    def __init__(self, directory: Path, guard: NaNGuard, keep: int = runs.KEEP_CHECKPOINTS, chief: bool = True):
         super().__init__()
         self.directory, self.guard, self.keep, self.chief = Path(directory), guard, keep, chief
 
@@ -144,16 +129,10 @@ class Checkpointer(keras.callbacks.Callback):
                 self.model.save(os.path.join(scratch, "worker.keras"))
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        target = checkpoint_path(self.directory, epoch + 1)
-        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".keras")
-        os.close(handle)
-        try:
+        target = runs.checkpoint_path(self.directory, epoch + 1)
+        with atomic_path(target) as temporary:
             self.model.save(temporary)
-            os.replace(temporary, target)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-        for _, old in list_checkpoints(self.directory)[: -self.keep]:
+        for _, old in runs.list_checkpoints(self.directory)[: -self.keep]:
             old.unlink(missing_ok=True)
         if "val_fid" in (logs or {}):
             self._keep_if_best(target, epoch + 1, scalar(logs["val_fid"]))
@@ -164,7 +143,60 @@ class Checkpointer(keras.callbacks.Callback):
         best = json.loads(record.read_text())["val_fid"] if record.exists() else math.inf
         if fid >= best:
             return
-        temporary = self.directory / ".tmp-best.keras"
-        shutil.copyfile(checkpoint, temporary)
-        os.replace(temporary, self.directory / "best.keras")
-        record.write_text(json.dumps({"val_fid": fid, "epoch": epoch, "checkpoint": checkpoint.name}))
+        with atomic_path(self.directory / "best.keras") as temporary:
+            shutil.copyfile(checkpoint, temporary)
+        write_json(record, {"val_fid": fid, "epoch": epoch, "checkpoint": checkpoint.name})
+
+
+class ValFID(keras.callbacks.Callback):
+    """Every `every` epochs (and at the last one): FID and KID of `num_samples`
+    images from fixed noise through `model.inference_generator` vs the held-out
+    set, on the features of the classifier gan_pkg.evaluate uses. Writes
+    `val_fid`, `val_kid` into the epoch logs (between evaluations the last values
+    are repeated, so the keys are always there for keras-tuner and CSV loggers)
+    and, given `log_dir`, TensorBoard scalars at the generator step. Put it
+    before callbacks that read the logs.
+
+    `holdout`: the held-out uint8 images (`data.holdout`); None loads them from
+    `config.data`. `num_samples` fixed-noise images per check (500 take ~2 s on
+    2 CPU cores)."""
+
+    def __init__(self, config: GANConfig, holdout=None, every: int = 1, num_samples: int = 500, log_dir=None, batch_size: int = BATCH):
+        super().__init__()
+        if not config.is_image:
+            raise ValueError(f"ValFID needs an image preset; {config.preset!r} makes 1-D samples")
+        self.config, self.every, self.batch_size = config, max(1, int(every)), batch_size
+        self.classifier = get_classifier()  # fails now, not after the first epoch
+        holdout = data_lib.load(config).holdout if holdout is None else holdout
+        self.ref_feats, _ = self.classifier(np.asarray(holdout, np.float32) / 255.0)
+        self.noise = sample_latent((num_samples, config.latent_dim), [config.seed, 97], config.latent_distribution, config.latent_range)
+        self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+        self.last: dict = {}
+
+    def compute(self) -> dict:
+        generator = self.model.inference_generator
+        images = np.concatenate(
+            [
+                data_lib.to_unit_range(generator(self.noise[i : i + self.batch_size], training=False), self.config.output_range).numpy()
+                for i in range(0, int(self.noise.shape[0]), self.batch_size)
+            ]
+        ).astype(np.float32)
+        if not np.isfinite(images).all():
+            return {"val_fid": float("inf"), "val_kid": float("inf")}
+        feats, _ = self.classifier(images)
+        kid_mean, _ = kid(feats, self.ref_feats, subsets=50, rng=0)
+        return {"val_fid": fid(feats, self.ref_feats), "val_kid": kid_mean}
+
+    def on_epoch_end(self, epoch, logs=None):
+        last_epoch = (self.params or {}).get("epochs")
+        if (epoch + 1) % self.every == 0 or not self.last or (last_epoch and epoch + 1 >= last_epoch):
+            self.last = self.compute()
+            if self.writer is not None:
+                optimizer = getattr(self.model, "g_optimizer", None)
+                step = int(optimizer.iterations.numpy()) if optimizer is not None else epoch + 1
+                with self.writer.as_default():
+                    for name, value in self.last.items():
+                        tf.summary.scalar(name, value, step=step)
+                self.writer.flush()
+        if logs is not None:
+            logs.update(self.last)

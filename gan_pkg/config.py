@@ -86,34 +86,53 @@ class GANConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "GANConfig":
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        return cls(**{k: _coerce(fields[k], v) for k, v in values.items()})
+        return cls().replace(**values)
 
     @classmethod
     def from_json(cls, text: str) -> "GANConfig":
         return cls.from_dict(json.loads(text))
 
-    def override(self, assignments: typing.Iterable[str]) -> "GANConfig":
-        """Apply `field=value` strings (the CLI's `--set`); values parse as JSON."""
+    def replace(self, **values) -> "GANConfig":
+        """A copy with `values` (JSON-typed: lists for tuples, ints for floats) coerced to each field's type."""
         fields = {f.name: f for f in dataclasses.fields(self)}
-        changes = {}
-        for item in assignments:
-            name, sep, raw = item.partition("=")
-            name = name.strip().replace("-", "_")
-            if not sep or name not in fields:
-                raise ValueError(
-                    f"--set {item!r}: expected field=value with a field of GANConfig "
-                    f"(one of: {', '.join(sorted(fields))})"
-                )
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw  # bare strings: --set optimizer=rmsprop
-            changes[name] = _coerce(fields[name], value)
-        return dataclasses.replace(self, **changes)
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(unknown)} (fields: {', '.join(sorted(fields))})")
+        return dataclasses.replace(self, **{name: _coerce(fields[name], value) for name, value in values.items()})
+
+    @classmethod
+    def resolve(cls, preset_name: str, values: dict | None = None, steps: int | None = None, epochs: int | None = None) -> "GANConfig":
+        """The one way every entry point (CLIs, tuner, TFX module) turns its inputs into a config:
+        the preset, then `values`, then a budget (`steps` trains that many steps and
+        clears `epochs`; `epochs` trains that many passes). Raises ValueError saying what is wrong."""
+        config = preset(preset_name).replace(**(values or {}))
+        if steps is not None:
+            config = dataclasses.replace(config, steps=int(steps), epochs=0)
+        elif epochs is not None:
+            config = dataclasses.replace(config, epochs=int(epochs))
+        for name in ("steps", "batch_size"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
+        if config.epochs < 0:
+            raise ValueError(f"epochs must be at least 1 (or 0 to train --steps), got {config.epochs}")
+        return config
+
+
+def parse_assignments(items: typing.Iterable[str]) -> dict:
+    """The CLIs' `--set field=value` (repeatable) as {field: value}; values parse as
+    JSON, anything else is a bare string (`--set optimizer=rmsprop`)."""
+    fields = {f.name for f in dataclasses.fields(GANConfig)}
+    values = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise ValueError(f"--set {item!r}: expected field=value with a field of GANConfig (one of: {', '.join(sorted(fields))})")
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw
+    return values
 
 
 def _coerce(field: dataclasses.Field, value):

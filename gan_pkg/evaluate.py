@@ -22,16 +22,14 @@ CLI:
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from gan_pkg import contract
+from gan_pkg import contract, files
 from gan_pkg.cli import ArgumentParser, import_tensorflow_quietly
 from gan_pkg.classifier import (  # noqa: F401  (re-exported: the evaluator's public surface)
     BATCH,
@@ -96,21 +94,15 @@ def keras_sample_fn(generator, config, batch_size: int = BATCH) -> SampleFn:
     return sample
 
 
-def read_export(version_dir: Path) -> dict:
-    path = Path(version_dir) / contract.ASSETS_EXTRA / contract.METADATA_FILE
-    if not path.is_file():
-        raise EvaluationError(f"{path}: missing; {version_dir} is not a gan_pkg export")
-    return json.loads(path.read_text())
-
-
 def export_sample_fn(version_dir: Path, batch_size: int = BATCH) -> SampleFn:
     """seeds -> samples from an export's `generate` signature, loaded the way TF
     Serving loads it (gan_pkg.session_loader): what is scored is what is served."""
     import tensorflow as tf
 
+    from gan_pkg.export import read_metadata
     from gan_pkg.session_loader import SessionModel, summary
 
-    key = read_export(version_dir).get("output_key", contract.IMAGES)
+    key = read_metadata(version_dir).get("output_key", contract.IMAGES)
 
     def refused(error):
         return EvaluationError(f"{version_dir}: TF Serving's loader cannot run this export: {summary(error)}")
@@ -269,144 +261,23 @@ def format_markdown(result: dict, source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", dir=Path(path).parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-# =============================================================================
-# Keras callback: val_fid / val_kid during training (and for keras-tuner)
-# =============================================================================
-def _make_val_fid_class():
-    import keras
-
-    class ValFID(keras.callbacks.Callback):
-        """Every `every` epochs (and at the last one): FID and KID of
-        `num_samples` images from fixed noise through `model.inference_generator`
-        vs the held-out set. Writes `val_fid`, `val_kid` into the epoch logs
-        (between evaluations the last values are repeated, so the keys are
-        always there for keras-tuner and CSV loggers) and, given `log_dir`,
-        TensorBoard scalars at the generator step. Put it before callbacks
-        that read the logs.
-
-        `holdout`: the held-out uint8 images (`data.holdout`); None loads
-        them from `config.data`. `num_samples` fixed-noise images per check
-        (500 take ~2 s on 2 CPU cores)."""
-
-        def __init__(self, config, holdout=None, every: int = 1, num_samples: int = 500, log_dir=None, batch_size: int = BATCH):
-            super().__init__()
-            import tensorflow as tf
-
-            from gan_pkg import data as data_lib
-            from gan_pkg.gan import sample_latent
-
-            if not config.is_image:
-                raise ValueError(f"ValFID needs an image preset; {config.preset!r} makes 1-D samples")
-            self.config, self.every, self.batch_size = config, max(1, int(every)), batch_size
-            self.classifier = get_classifier()  # fails now, not after the first epoch
-            holdout = data_lib.load(config).holdout if holdout is None else holdout
-            self.ref_feats, _ = self.classifier(np.asarray(holdout, np.float32) / 255.0)
-            self.noise = sample_latent(
-                (num_samples, config.latent_dim), [config.seed, 97], config.latent_distribution, config.latent_range
-            )
-            self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
-            self.last: dict = {}
-
-        def compute(self) -> dict:
-            from gan_pkg.data import to_unit_range
-
-            generator = self.model.inference_generator
-            images = np.concatenate(
-                [
-                    to_unit_range(generator(self.noise[i : i + self.batch_size], training=False), self.config.output_range).numpy()
-                    for i in range(0, int(self.noise.shape[0]), self.batch_size)
-                ]
-            ).astype(np.float32)
-            if not np.isfinite(images).all():
-                return {"val_fid": float("inf"), "val_kid": float("inf")}
-            feats, _ = self.classifier(images)
-            kid_mean, _ = kid(feats, self.ref_feats, subsets=50, rng=0)
-            return {"val_fid": fid(feats, self.ref_feats), "val_kid": kid_mean}
-
-        def on_epoch_end(self, epoch, logs=None):
-            last_epoch = (self.params or {}).get("epochs")
-            if (epoch + 1) % self.every == 0 or not self.last or (last_epoch and epoch + 1 >= last_epoch):
-                self.last = self.compute()
-                if self.writer is not None:
-                    optimizer = getattr(self.model, "g_optimizer", None)
-                    step = int(optimizer.iterations.numpy()) if optimizer is not None else epoch + 1
-                    import tensorflow as tf
-
-                    with self.writer.as_default():
-                        for name, value in self.last.items():
-                            tf.summary.scalar(name, value, step=step)
-                    self.writer.flush()
-            if logs is not None:
-                logs.update(self.last)
-
-    return ValFID
-
-
-def __getattr__(name):
-    # ValFID subclasses keras' Callback; build it on first use so importing
-    # this module (for the pure metrics) does not import Keras.
-    if name == "ValFID":
-        cls = _make_val_fid_class()
-        globals()["ValFID"] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # =============================================================================
 # CLI
 # =============================================================================
-def _resolve_export(base: Path, version: int | None) -> Path:
-    from gan_pkg import export
-
-    if not base.is_dir():
-        raise EvaluationError(f"{base}: no such export folder (expected <export-base>/<model-name>, e.g. export/gan)")
-    if version is None and (base / "saved_model.pb").is_file():
-        return base  # a version folder itself: export/gan/3
-    if version is None:
-        found = export.versions(base)
-        if not found:
-            raise EvaluationError(f"{base}: no exported version (expected integer subfolders such as 1/)")
-        return base / str(found[-1])
-    target = base / str(version)
-    if not target.is_dir():
-        raise EvaluationError(f"{target}: no such version (have: {', '.join(map(str, export.versions(base))) or 'none'})")
-    return target
-
-
 def evaluate_export(version_dir: Path, num_samples: int, seed: int) -> dict:
     from gan_pkg.config import GANConfig
+    from gan_pkg.export import read_metadata
 
-    config = GANConfig.from_dict(read_export(version_dir)["config"])
+    config = GANConfig.from_dict(read_metadata(version_dir)["config"])
     return evaluate_generator(export_sample_fn(version_dir), config, num_samples, seed)
 
 
 def evaluate_workdir(workdir: Path, num_samples: int, seed: int) -> tuple[dict, Path]:
-    from gan_pkg import train
+    from gan_pkg.runs import load_run
 
     if not workdir.is_dir():
         raise EvaluationError(f"{workdir}: no such workdir")
-    config, model, checkpoint = train.load_run(workdir)
+    config, model, checkpoint = load_run(workdir)
     result = evaluate_generator(keras_sample_fn(model.inference_generator, config), config, num_samples, seed)
     result["training_step"] = int(model.g_optimizer.iterations.numpy())
     return result, checkpoint
@@ -439,15 +310,13 @@ def main(argv=None) -> int:
             return 0
         get_classifier()  # missing weights: fail before loading anything heavy
         if args.export is not None:
-            version_dir = _resolve_export(args.export, args.version)
+            from gan_pkg import export
+
+            version_dir = export.resolve_version(args.export, args.version)
             result = evaluate_export(version_dir, args.num_samples, args.seed)
             result["source"] = str(version_dir)
             report_dir = version_dir / contract.ASSETS_EXTRA
-            metadata_file = report_dir / contract.METADATA_FILE
-            metadata = json.loads(metadata_file.read_text())
-            metadata["evaluation"] = result
-            write_json_atomic(metadata_file, metadata)
-            written = [metadata_file]
+            written = [export.record_evaluation(version_dir, result)]
         else:
             result, checkpoint = evaluate_workdir(args.workdir, args.num_samples, args.seed)
             result["source"] = str(checkpoint)
@@ -457,8 +326,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    write_json_atomic(report_dir / "evaluation.json", result)
-    write_text_atomic(report_dir / "evaluation.md", format_markdown(result, result["source"]))
+    files.write_json(report_dir / "evaluation.json", result)
+    files.write_text(report_dir / "evaluation.md", format_markdown(result, result["source"]))
     written += [report_dir / "evaluation.json", report_dir / "evaluation.md"]
     print(f"{result['source']}: {result['num_samples']} samples vs {result['reference']} ({result['seconds']}s)")
     print(format_table(result))

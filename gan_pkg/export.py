@@ -1,8 +1,8 @@
 """Export the generator as a versioned SavedModel that TF Serving loads as is.
 
-`<base>/<model_name>/<version>/` with integer versions; each is assembled in a
-hidden temporary sibling (`.tmp-*`, which TF Serving ignores) and renamed into
-place in one step, so a server polling the base never sees half a model.
+This module owns the model repository, `<base>/<model_name>/<version>/` with
+integer versions: listing and resolving versions, publishing a new one
+atomically, reading an export's metadata and recording its evaluation.
 Signatures, tensor keys and file names come from `gan_pkg.contract`.
 
 CLI: `python -m gan_pkg.export --checkpoint runs/dcgan` re-exports a run.
@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 if __name__ == "__main__":  # run as the CLI: keep TensorFlow's start-up banner off stderr
     from gan_pkg.cli import import_tensorflow_quietly
@@ -32,10 +33,13 @@ from gan_pkg import architectures, contract
 from gan_pkg.cli import ArgumentParser
 from gan_pkg.config import GANConfig
 from gan_pkg.data import to_unit_range
+from gan_pkg.files import TEMPORARY_PREFIX, write_json
 from gan_pkg.gan import latent_for_seeds
-from gan_pkg.train import dtype_policy, load_run
+from gan_pkg.runs import load_run
+from gan_pkg.runtime import dtype_policy
 
 
+# -- the model repository: <base>/<model_name>/<version>/ --------------------------
 def versions(model_dir: Path) -> list[int]:
     """Integer version directories under `<base>/<model_name>`, ascending."""
     if not Path(model_dir).is_dir():
@@ -43,13 +47,65 @@ def versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in Path(model_dir).iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def latest_version_dir(model_dir: Path) -> Path:
-    found = versions(model_dir)
-    if not found:
-        raise FileNotFoundError(f"{model_dir}: no exported version (expected integer subfolders such as 1/)")
-    return Path(model_dir) / str(found[-1])
+def resolve_version(path: Path, version: int | None = None) -> Path:
+    """The version folder `path` names: a version folder itself (export/gan/3), the
+    latest version of a model folder (export/gan), or its `version`.
+    Raises FileNotFoundError saying what was expected."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such export folder (expected <export-base>/<model-name>, e.g. export/gan)")
+    if version is None and (path / "saved_model.pb").is_file():
+        return path
+    found = versions(path)
+    if version is None:
+        if not found:
+            raise FileNotFoundError(f"{path}: no exported version (expected integer subfolders such as 1/)")
+        return path / str(found[-1])
+    if version not in found:
+        raise FileNotFoundError(f"{path / str(version)}: no such version (have: {', '.join(map(str, found)) or 'none'})")
+    return path / str(version)
 
 
+def read_metadata(version_dir: Path) -> dict:
+    """An export's gan_pkg.json: its config, shapes, package version and evaluation."""
+    path = Path(version_dir) / contract.ASSETS_EXTRA / contract.METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; {version_dir} is not a gan_pkg export")
+    return json.loads(path.read_text())
+
+
+def record_evaluation(version_dir: Path, evaluation: dict) -> Path:
+    """Write `evaluation` into the export's gan_pkg.json (atomically: servers read it)."""
+    path = Path(version_dir) / contract.ASSETS_EXTRA / contract.METADATA_FILE
+    write_json(path, read_metadata(version_dir) | {"evaluation": evaluation})
+    return path
+
+
+def add_version(model_dir: Path, write: Callable[[Path], None]) -> Path:
+    """Publish what `write(folder)` puts in a fresh folder as the next integer version of
+    `model_dir`. The folder is hidden (`.tmp-*`, which TF Serving ignores) until one
+    rename makes it a version, so a server polling the base never sees half a model;
+    if `write` fails, it is removed."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}version-", dir=model_dir))
+    os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the model from a server running as another user
+    try:
+        write(staging)
+        while True:  # another exporter may take a number first: take the next
+            target = model_dir / str((versions(model_dir) or [0])[-1] + 1)
+            try:
+                os.rename(staging, target)
+                return target
+            except OSError:
+                if not target.exists():
+                    raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- writing a SavedModel TF Serving runs -----------------------------------------
 def float32_generator(generator: keras.Model, config: GANConfig) -> keras.Model:
     """A float32 twin of the (possibly mixed-precision) generator: served models
     must run on any CPU or GPU, whatever precision they were trained in."""
@@ -164,18 +220,6 @@ def write_saved_model(
     return Path(directory)
 
 
-def publish(staging: Path, model_dir: Path) -> Path:
-    """Rename a complete SavedModel into the next integer version of `model_dir`."""
-    while True:  # another exporter may take a number first: take the next
-        target = Path(model_dir) / str((versions(model_dir) or [0])[-1] + 1)
-        try:
-            os.rename(staging, target)
-            return target
-        except OSError:
-            if not target.exists():
-                raise
-
-
 def export_generator(
     generator: keras.Model,
     config: GANConfig,
@@ -185,16 +229,8 @@ def export_generator(
     evaluation: dict | None = None,
 ) -> Path:
     """Write the next integer version atomically and return its path."""
-    model_dir = Path(export_base) / model_name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
-    os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the model from a server running as another user
-    try:
-        write_saved_model(generator, config, staging, model_name, step, evaluation)
-        return publish(staging, model_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    write = lambda folder: write_saved_model(generator, config, folder, model_name, step, evaluation)  # noqa: E731
+    return add_version(Path(export_base) / model_name, write)
 
 
 def export_model(result_model, config: GANConfig, export_base, model_name, evaluation=None) -> Path:

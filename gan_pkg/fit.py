@@ -7,7 +7,6 @@ and `export.export_model`. Errors the user can fix print one line and exit 2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -42,16 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args: argparse.Namespace) -> config_lib.GANConfig:
-    cfg = config_lib.preset(args.preset)
-    flags = {"data": args.data, "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size}
-    cfg = cfg.override(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)
-    if args.steps is not None:
-        cfg = cfg.override(["epochs=0"])
-    cfg = cfg.override(args.set)
-    for name in ("steps", "batch_size"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    return cfg
+    flags = {"data": args.data, "batch_size": args.batch_size}
+    values = {k: v for k, v in flags.items() if v is not None} | config_lib.parse_assignments(args.set)
+    return config_lib.GANConfig.resolve(args.preset, values, steps=args.steps, epochs=args.epochs)
 
 
 def main(argv=None) -> int:

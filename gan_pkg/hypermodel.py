@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras_tuner as kt
 
-from gan_pkg import evaluate, train
+from gan_pkg import evaluate, runtime, train
 from gan_pkg.config import GANConfig
 
 OBJECTIVE = kt.Objective("val_fid", direction="min")
@@ -51,7 +51,7 @@ class GANHyperModel(kt.HyperModel):
 
     def build(self, hp: kt.HyperParameters):
         config = self.config_for(hp)
-        with train.dtype_policy(train.resolve_precision(config.precision)):
+        with runtime.dtype_policy(runtime.resolve_precision(config.precision)):
             return train.build_gan(config)
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=(), verbose=1, **kwargs):

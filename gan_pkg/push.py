@@ -13,15 +13,13 @@ TFX's Evaluator + InfraValidator + Pusher in one step, without tfx:
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from gan_pkg import contract
 from gan_pkg.cli import ArgumentParser
+
 
 class NotBlessed(RuntimeError):
     pass
@@ -54,7 +52,7 @@ def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | N
     served = export.versions(model_dir)
     if served:
         current_dir = model_dir / str(served[-1])
-        current = evaluate.read_export(current_dir).get("evaluation") or {}
+        current = export.read_metadata(current_dir).get("evaluation") or {}
         if current.get("num_samples") != num_samples or "generated" not in current:
             current = evaluate.evaluate_export(current_dir, num_samples, seed=0)
         if fid >= fid_of(current):
@@ -62,19 +60,11 @@ def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | N
     if max_fid is not None and fid > max_fid:
         raise NotBlessed(f"not blessed: FID {fid:.3f} is above --max-fid {max_fid:g}")
 
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=model_dir))
-    os.chmod(staging, 0o755)  # as export does: readable by a server running as another user
-    try:
-        shutil.copytree(candidate, staging, dirs_exist_ok=True)
-        metadata_file = staging / contract.ASSETS_EXTRA / contract.METADATA_FILE
-        metadata = json.loads(metadata_file.read_text())
-        metadata["evaluation"] = result
-        metadata_file.write_text(json.dumps(metadata, indent=2))
-        return export.publish(staging, model_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    def write(folder: Path) -> None:
+        shutil.copytree(candidate, folder, dirs_exist_ok=True)
+        export.record_evaluation(folder, result)
+
+    return export.add_version(model_dir, write)
 
 
 def main(argv=None) -> int:

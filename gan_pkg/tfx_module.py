@@ -4,7 +4,7 @@ TFX calls `run_fn(fn_args)` and `tuner_fn(fn_args)` with an FnArgs object;
 any object with FnArgs' field names works here (tfx itself does not install
 beside TF 2.21). Field use:
 
-- custom_config: {"preset": name, <any GANConfig field>: value}
+- custom_config: {"preset": name, "max_trials": n (tuner_fn), <any GANConfig field>: value}
 - train_files: [data]   (a .npz, an image folder or a dataset name; optional)
 - train_steps: training steps (optional); eval_steps: generated samples for FID
 - hyperparameters: a keras-tuner HyperParameters config dict (from the Tuner)
@@ -15,7 +15,6 @@ beside TF 2.21). Field use:
 
 from __future__ import annotations
 
-import json
 from typing import NamedTuple
 
 import keras_tuner as kt
@@ -24,6 +23,8 @@ from gan_pkg import config as config_lib
 from gan_pkg import export, hypermodel, train
 
 DEFAULT_EVAL_SAMPLES = 1000
+DEFAULT_MAX_TRIALS = 8
+TUNER_KEYS = frozenset({"max_trials"})  # custom_config keys for tuner_fn, not GANConfig fields
 
 
 class TunerFnResult(NamedTuple):
@@ -34,15 +35,15 @@ class TunerFnResult(NamedTuple):
 
 
 def base_config(fn_args) -> config_lib.GANConfig:
+    """custom_config's preset and GANConfig fields, then train_files and train_steps.
+    Keys this module reads itself (TUNER_KEYS) are not config fields."""
     custom = dict(getattr(fn_args, "custom_config", None) or {})
-    config = config_lib.preset(custom.pop("preset", "dcgan")).override(f"{k}={json.dumps(v)}" for k, v in custom.items())
-    changes = []
+    preset = custom.pop("preset", config_lib.DCGAN.preset)
+    values = {key: value for key, value in custom.items() if key not in TUNER_KEYS}
     train_files = getattr(fn_args, "train_files", None)
     if train_files:
-        changes.append(f"data={json.dumps(train_files[0] if isinstance(train_files, (list, tuple)) else train_files)}")
-    if getattr(fn_args, "train_steps", None):
-        changes += [f"steps={int(fn_args.train_steps)}", "epochs=0"]
-    return config.override(changes)
+        values["data"] = train_files[0] if isinstance(train_files, (list, tuple)) else train_files
+    return config_lib.GANConfig.resolve(preset, values, steps=getattr(fn_args, "train_steps", None) or None)
 
 
 def _hypermodel(fn_args, runs_dir) -> hypermodel.GANHyperModel:
@@ -67,7 +68,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
     tuner = kt.BayesianOptimization(
         model,
         objective=hypermodel.OBJECTIVE,
-        max_trials=int((getattr(fn_args, "custom_config", None) or {}).get("max_trials", 8)),
+        max_trials=int((getattr(fn_args, "custom_config", None) or {}).get("max_trials", DEFAULT_MAX_TRIALS)),
         directory=directory,
         project_name="gan_tuning",
     )

@@ -1,35 +1,24 @@
 """train(config, workdir): build or resume a GAN, fit it, leave pictures behind.
 
-The library half of `python -m gan_pkg.fit`. A workdir holds everything of
-one run: config.json, checkpoints/, history.csv, loss.png, samples/,
-tensorboard/. Rerunning with the same workdir resumes from its last complete
-checkpoint.
+The library half of `python -m gan_pkg.fit`. A workdir (gan_pkg.runs) holds
+everything of one run; rerunning with the same workdir resumes from its last
+complete checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
-from gan_pkg import architectures, callbacks
+from gan_pkg import architectures, callbacks, runs, runtime
 from gan_pkg import data as data_lib
 from gan_pkg.config import GANConfig
 from gan_pkg.gan import GAN
-
-# Fields a rerun may change without conflicting with its checkpoint.
-RESUMABLE_CHANGES = frozenset({"steps", "epochs"})
-
-
-class ConfigConflict(ValueError):
-    pass
 
 
 @dataclasses.dataclass
@@ -41,69 +30,6 @@ class TrainResult:
     step: int
     resumed_from: Path | None
     chief: bool = True
-
-
-# -- execution environment ------------------------------------------------------
-def cpu_model_and_flags() -> tuple[str, set[str]]:
-    """The CPU's model name and ISA flags from /proc/cpuinfo; ("", set()) where there is none."""
-    model, flags = "", set()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return model, flags
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and not model:
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-            break
-    return model, flags
-
-
-def _cpu_has_bf16() -> bool:
-    return bool(cpu_model_and_flags()[1] & {"amx_bf16", "avx512_bf16"})
-
-
-def resolve_precision(precision: str) -> str:
-    """`auto`: float16 + loss scaling on GPU, bfloat16 where the CPU has it."""
-    if precision != "auto":
-        return precision
-    if tf.config.list_physical_devices("GPU"):
-        return "mixed_float16"
-    return "mixed_bfloat16" if _cpu_has_bf16() else "float32"
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Keras' dtype policy is global; scope it so runs in one process don't leak."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Only the chief of a multi-worker cluster writes checkpoints, pictures and
-    exports (TF_CONFIG's "chief", or worker 0 when the cluster names none)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}; use default, mirrored or multi-worker")
 
 
 # -- model --------------------------------------------------------------------
@@ -144,84 +70,12 @@ def build_gan(config: GANConfig) -> GAN:
     return model
 
 
-def load_checkpoint(path: Path) -> GAN:
-    return keras.saving.load_model(path, compile=True)
-
-
-def load_run(source: str | os.PathLike) -> tuple[GANConfig, GAN, Path]:
-    """(config, model, checkpoint) of a run: a workdir (its newest checkpoint)
-    or one of its `.keras` files. Raises FileNotFoundError saying what is missing."""
-    source = Path(source)
-    if source.is_dir():
-        workdir, found = source, callbacks.list_checkpoints(source / "checkpoints")
-        if not found:
-            raise FileNotFoundError(f"{source}: no checkpoints/ckpt-*.keras; is it a gan_pkg.fit workdir?")
-        checkpoint = found[-1][1]
-    elif source.is_file():
-        workdir, checkpoint = source.parent.parent, source
-    else:
-        raise FileNotFoundError(f"{source}: no such workdir or checkpoint")
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file}: missing; the run's config is needed")
-    return GANConfig.from_json(config_file.read_text()), load_checkpoint(checkpoint), checkpoint
-
-
-# -- resume -------------------------------------------------------------------
-def _check_same_run(saved: GANConfig, wanted: GANConfig, workdir: Path) -> None:
-    differ = [
-        f"{f.name}: {getattr(saved, f.name)!r} in the checkpoint, {getattr(wanted, f.name)!r} now"
-        for f in dataclasses.fields(GANConfig)
-        if f.name not in RESUMABLE_CHANGES and getattr(saved, f.name) != getattr(wanted, f.name)
-    ]
-    if differ:
-        raise ConfigConflict(
-            f"{workdir} holds a run with a different config ({'; '.join(differ)}). "
-            "Use another --workdir, or delete this one to start over."
-        )
-
-
-def _latest_loadable(directory: Path) -> tuple[int, Path, GAN] | None:
-    for epoch, path in reversed(callbacks.list_checkpoints(directory)):
-        try:
-            return epoch, path, load_checkpoint(path)
-        except Exception as error:  # a damaged file: fall back to the one before
-            print(f"skipping unreadable checkpoint {path}: {type(error).__name__}: {error}")
-    return None
-
-
 def plan_epochs(config: GANConfig, steps_per_epoch: int) -> tuple[int, int]:
     """(epochs, steps_per_epoch) covering `config.steps` (or `config.epochs` passes)."""
     if config.epochs:
         return config.epochs, steps_per_epoch
     epochs = math.ceil(config.steps / steps_per_epoch)
     return epochs, math.ceil(config.steps / epochs)  # epochs x steps >= steps, overshoot < epochs
-
-
-def _check_workdir(workdir: Path) -> None:
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
-    except OSError as error:
-        raise OSError(f"cannot write to workdir {workdir}: {error.strerror or error}") from None
-
-
-def _check_free_space(workdir: Path, model: GAN, keep: int) -> None:
-    """Fail before training, not at the first checkpoint, when the disk is full."""
-    variables = model.weights + model.d_optimizer.variables + model.g_optimizer.variables
-    checkpoint_bytes = sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in variables)  # no reads, no copies
-    needed = 2 * keep * checkpoint_bytes + (16 << 20)  # checkpoints (and a temporary) + pictures and logs
-    free = shutil.disk_usage(workdir).free
-    if free < needed:
-        raise OSError(f"not enough disk space in {workdir}: {free >> 20} MiB free, checkpoints need about {needed >> 20} MiB")
-
-
-def _remove_stale_temporaries(checkpoints: Path) -> None:
-    """Half-written checkpoints of a run killed mid-save (never loaded anyway)."""
-    for stale in checkpoints.glob(".tmp-*"):
-        stale.unlink(missing_ok=True)
 
 
 def train(
@@ -242,19 +96,15 @@ def train(
     """
     workdir = Path(workdir)
     data = data_lib.load(config)  # bad data fails before anything is written
-    _check_workdir(workdir)
-    config_file = workdir / "config.json"
-    checkpoints = workdir / "checkpoints"
-    if config_file.exists() and callbacks.list_checkpoints(checkpoints):
-        _check_same_run(GANConfig.from_json(config_file.read_text()), config, workdir)
-
-    precision = resolve_precision(config.precision)
-    strategy = make_strategy(config.strategy)
-    chief = is_chief(strategy)
-    if chief and checkpoints.is_dir():
-        _remove_stale_temporaries(checkpoints)
-    with dtype_policy(precision), strategy.scope():
-        resumed = _latest_loadable(checkpoints)
+    runs.prepare(workdir, config)
+    precision = runtime.resolve_precision(config.precision)
+    strategy = runtime.make_strategy(config.strategy)
+    chief = runtime.is_chief(strategy)
+    if chief:
+        runs.remove_stale_temporaries(workdir)
+    checkpoints = workdir / runs.CHECKPOINTS
+    with runtime.dtype_policy(precision), strategy.scope():
+        resumed = runs.latest_loadable(checkpoints)
         if resumed:
             initial_epoch, resumed_from, model = resumed
             step = int(model.g_optimizer.iterations.numpy())
@@ -262,24 +112,21 @@ def train(
         else:
             initial_epoch, resumed_from = 0, None
             model = model if model is not None else build_gan(config)
-        _check_free_space(workdir, model, callbacks.Checkpointer.KEEP)
+        runs.check_free_space(workdir, model)
 
         epochs, steps_per_epoch = plan_epochs(config, data_lib.steps_per_epoch(data, config))
         guard = callbacks.NaNGuard()
-        history = workdir / "history.csv"
         run_callbacks = [guard]
         if val_fid_every and config.is_image:  # first: later callbacks read its logs
-            from gan_pkg import evaluate
-
-            log_dir = workdir / "tensorboard" / "val_fid"
-            run_callbacks.append(evaluate.ValFID(config, data.holdout, every=val_fid_every, log_dir=log_dir))
+            log_dir = workdir / runs.TENSORBOARD / "val_fid"
+            run_callbacks.append(callbacks.ValFID(config, data.holdout, every=val_fid_every, log_dir=log_dir))
         run_callbacks += extra_callbacks
         if chief:  # other workers train in lockstep and write nothing
-            config_file.write_text(config.to_json())
+            runs.save_config(workdir, config)
             run_callbacks += [
-                keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False),
+                keras.callbacks.TensorBoard(str(workdir / runs.TENSORBOARD), write_graph=False),
                 callbacks.SampleMonitor(config, workdir, data.holdout),
-                callbacks.HistoryPlot(history, workdir / "loss.png"),
+                callbacks.HistoryPlot(workdir / runs.HISTORY_FILE, workdir / runs.LOSS_PLOT),
             ]
         run_callbacks.append(callbacks.Checkpointer(checkpoints, guard, chief=chief))
         if verbose is None:  # a live bar on a terminal, one line per epoch in logs
@@ -296,7 +143,7 @@ def train(
                 shuffle=False,  # the dataset shuffles itself
             )
     if guard.failure:
-        last = callbacks.list_checkpoints(checkpoints)
+        last = runs.list_checkpoints(checkpoints)
         kept = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was written"
         raise callbacks.TrainingDiverged(f"training stopped: {guard.failure}; {kept}")
     step = int(model.g_optimizer.iterations.numpy())

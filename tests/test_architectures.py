@@ -35,15 +35,15 @@ def test_every_preset_maps_noise_to_its_output_shape_and_range(name):
 
 
 def test_filters_come_from_the_config():
-    cfg = config_lib.preset("dcgan").override(["g_filters=[16, 8]", "d_filters=[8, 8, 8, 8]"])
+    cfg = config_lib.preset("dcgan").replace(g_filters=[16, 8], d_filters=[8, 8, 8, 8])
     generator, discriminator = architectures.build(cfg)
     assert generator.count_params() < 856_705 and discriminator.count_params() < 392_705
     assert generator.output_shape[1:] == (28, 28, 1)
 
 
 def test_mismatched_sizes_say_which_field_to_fix():
-    cfg = config_lib.preset("dcgan").override(["g_upsample=[2, 1, 1]"])
+    cfg = config_lib.preset("dcgan").replace(g_upsample=[2, 1, 1])
     with pytest.raises(ValueError, match="g_upsample"):
         architectures.build(cfg)
     with pytest.raises(ValueError, match="d_strides"):
-        architectures.build(config_lib.preset("dcgan").override(["d_strides=[2, 2]"]))
+        architectures.build(config_lib.preset("dcgan").replace(d_strides=[2, 2]))

@@ -23,16 +23,17 @@ def test_presets_carry_their_seeds_training_rules():
     assert (tanh.optimizer, tanh.nesterov, tanh.latent_dim, tanh.latent_distribution) == ("sgd", True, 10, "uniform")
 
 
-def test_override_parses_json_values_and_bare_strings():
-    cfg = config_lib.preset("dcgan").override(["g_filters=[64, 32]", "optimizer=rmsprop", "g-learning-rate=1e-3", "jit_compile=true"])
+def test_set_flags_parse_json_values_and_bare_strings():
+    values = config_lib.parse_assignments(["g_filters=[64, 32]", "optimizer=rmsprop", "g-learning-rate=1e-3", "jit_compile=true"])
+    cfg = GANConfig.resolve("dcgan", values)
     assert cfg.g_filters == (64, 32) and cfg.optimizer == "rmsprop"
     assert cfg.g_learning_rate == 1e-3 and cfg.jit_compile is True
 
 
 @pytest.mark.parametrize("item", ["nosuch=1", "g_filters", "batch_size=1.5", "jit_compile=maybe"])
-def test_override_rejects_bad_assignments_with_the_field_named(item):
+def test_set_flags_reject_bad_assignments_with_the_field_named(item):
     with pytest.raises(ValueError) as error:
-        config_lib.preset("dcgan").override([item])
+        GANConfig.resolve("dcgan", config_lib.parse_assignments([item]))
     assert item.split("=")[0] in str(error.value)
 
 
@@ -46,3 +47,18 @@ def test_from_dict_rejects_unknown_fields():
     values["bogus"] = 1
     with pytest.raises(ValueError, match="bogus"):
         GANConfig.from_dict(values)
+
+
+def test_resolve_applies_values_then_the_budget():
+    cfg = GANConfig.resolve("conv", {"epochs": 3, "batch_size": 16, "g_filters": [8, 4, 4]}, steps=50)
+    assert (cfg.preset, cfg.optimizer) == ("conv", "rmsprop")  # the preset's own rules stay
+    assert (cfg.steps, cfg.epochs, cfg.batch_size, cfg.g_filters) == (50, 0, 16, (8, 4, 4))  # steps clear epochs
+    assert GANConfig.resolve("dcgan", epochs=2).epochs == 2
+
+
+@pytest.mark.parametrize("values, steps, message", [({"batch_size": 0}, None, "batch-size must be at least 1"),
+                                                    ({}, 0, "steps must be at least 1"),
+                                                    ({"max_trials": 4}, None, "max_trials")])
+def test_resolve_refuses_what_cannot_train(values, steps, message):
+    with pytest.raises(ValueError, match=message):
+        GANConfig.resolve("dcgan", values, steps=steps)

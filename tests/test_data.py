@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from gan_pkg import data as data_lib
-from conftest import tiny
+from tiny import tiny
 
 
 def test_bundled_sample_has_a_fixed_held_out_split():

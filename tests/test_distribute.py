@@ -8,13 +8,13 @@ from conftest import run_python
 
 SCRIPT = textwrap.dedent(
     """
-    import dataclasses, json
+    import json
     import numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from gan_pkg import config, data, train
-    cfg = dataclasses.replace(config.preset("dcgan"), g_initial_shape=(7, 7, 8), g_filters=(8, 4),
-                              d_filters=(4, 4, 4, 4), batch_size=8, holdout=100, precision="float32")
+    from gan_pkg import data, train
+    from tiny import tiny
+    cfg = tiny("dcgan")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = train.build_gan(cfg)
@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "same_noise": bool(np.allclose(per_replica[0], per_replica[1])),
-        "g_loss": history.history["g_loss"][-1],
+        "losses_finite": bool(np.isfinite([history.history[k][-1] for k in ("d_loss", "g_loss")]).all()),
         "steps": int(model.g_optimizer.iterations.numpy()),
     }))
     """
@@ -38,4 +38,4 @@ def test_mirrored_strategy_trains_with_distinct_noise_per_replica():
     assert report["replicas"] == 2
     assert report["same_noise"] is False
     assert report["steps"] == 3
-    assert report["g_loss"] == report["g_loss"]  # finite, not NaN
+    assert report["losses_finite"] is True  # neither NaN nor inf

@@ -10,11 +10,12 @@ import json
 import numpy as np
 import pytest
 
+from gan_pkg import callbacks, contract, export
 from gan_pkg import config as config_lib
-from gan_pkg import contract
 from gan_pkg import evaluate as ev
+from tiny import tiny
 
-TINY = dataclasses.replace(config_lib.preset("dcgan"), g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4))
+TINY = tiny("dcgan", holdout=config_lib.DCGAN.holdout)  # the trained run's held-out set: both share one floor
 NUM = 400  # samples per end-to-end evaluation in tests (default is 2000)
 
 
@@ -204,8 +205,6 @@ def test_briefly_trained_dcgan_between_untrained_and_floor(trained, untrained_re
 
 
 def test_cli_on_export_writes_evaluation_into_metadata(trained, tmp_path, capsys):
-    from gan_pkg import export
-
     version = export.export_model(trained.model, trained.config, tmp_path / "export", "gan")
     assert ev.main(["--export", str(tmp_path / "export" / "gan"), "--num-samples", str(NUM)]) == 0
     out = capsys.readouterr().out
@@ -268,7 +267,7 @@ def test_dist1d_evaluation():
 
 
 def test_val_fid_callback_puts_scores_in_logs(trained, tmp_path):
-    callback = ev.ValFID(trained.config, trained.data.holdout, every=2, num_samples=200, log_dir=tmp_path / "tb")
+    callback = callbacks.ValFID(trained.config, trained.data.holdout, every=2, num_samples=200, log_dir=tmp_path / "tb")
     callback.set_model(trained.model)
     callback.set_params({"epochs": 3})
     logs = {}
@@ -281,13 +280,15 @@ def test_val_fid_callback_puts_scores_in_logs(trained, tmp_path):
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
-def test_resolve_export_picks_versions(tmp_path):
+def test_resolve_version_picks_versions(tmp_path):
     for version in (1, 3, 20):
         (tmp_path / "gan" / str(version)).mkdir(parents=True)
         (tmp_path / "gan" / str(version) / "saved_model.pb").write_bytes(b"")
-    (tmp_path / "gan" / ".tmp-export-x").mkdir()
-    assert ev._resolve_export(tmp_path / "gan", None) == tmp_path / "gan" / "20"  # numeric, not lexical
-    assert ev._resolve_export(tmp_path / "gan", 3) == tmp_path / "gan" / "3"
-    assert ev._resolve_export(tmp_path / "gan" / "1", None) == tmp_path / "gan" / "1"
-    with pytest.raises(ev.EvaluationError, match="have: 1, 3, 20"):
-        ev._resolve_export(tmp_path / "gan", 2)
+    (tmp_path / "gan" / ".tmp-version-x").mkdir()
+    assert export.resolve_version(tmp_path / "gan") == tmp_path / "gan" / "20"  # numeric, not lexical
+    assert export.resolve_version(tmp_path / "gan", 3) == tmp_path / "gan" / "3"
+    assert export.resolve_version(tmp_path / "gan" / "1") == tmp_path / "gan" / "1"
+    with pytest.raises(FileNotFoundError, match="have: 1, 3, 20"):
+        export.resolve_version(tmp_path / "gan", 2)
+    with pytest.raises(FileNotFoundError, match="no exported version"):
+        export.resolve_version(tmp_path / "gan" / ".tmp-version-x")

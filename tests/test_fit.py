@@ -13,14 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_pkg import callbacks, train
+from gan_pkg import callbacks, runs, train
 from gan_pkg.data import to_unit_range
-from conftest import REPO, run_python, tiny
+from conftest import REPO, run_python
+from tiny import tiny, tiny_flags
 
-TINY_FLAGS = [
-    "--set", "g_initial_shape=[7,7,8]", "--set", "g_filters=[8,4]", "--set", "d_filters=[4,4,4,4]",
-    "--set", "holdout=100", "--set", "precision=float32",
-]
+TINY_FLAGS = tiny_flags("dcgan")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +38,7 @@ def test_fit_trains_draws_pictures_checkpoints_and_exports(trained):
     assert "exported generator to" in result.stdout
     for picture in ("samples/latest.png", "samples/epoch_0001.png", "loss.png"):
         assert (run / picture).stat().st_size > 0, picture
-    assert callbacks.list_checkpoints(run / "checkpoints")
+    assert runs.list_checkpoints(run / "checkpoints")
     assert json.loads((run / "config.json").read_text())["g_filters"] == [8, 4]
     assert (root / "export" / "gan" / "1" / "saved_model.pb").exists()
     rows = (run / "history.csv").read_text().splitlines()
@@ -64,7 +62,7 @@ def test_export_loads_without_gan_pkg_and_reproduces_the_generator(trained):
     result = subprocess.run([sys.executable, "-c", script], input=json.dumps(noise.tolist()), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     served = np.array(json.loads(result.stdout)["images"])
-    model = train.load_checkpoint(callbacks.list_checkpoints(root / "run" / "checkpoints")[-1][1])
+    model = runs.load_checkpoint(runs.list_checkpoints(root / "run" / "checkpoints")[-1][1])
     expected = to_unit_range(model.inference_generator(noise, training=False), (-1.0, 1.0)).numpy()
     assert served.shape == (3, 28, 28, 1)
     np.testing.assert_allclose(served, expected, atol=1e-5)
@@ -76,12 +74,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, "PATH": "/usr/bin:/bin"}
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 180
-    while not callbacks.list_checkpoints(tmp_path / "run" / "checkpoints") and time.monotonic() < deadline:
+    while not runs.list_checkpoints(tmp_path / "run" / "checkpoints") and time.monotonic() < deadline:
         assert first.poll() is None, "the run ended before it could be killed"
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    epoch, _ = callbacks.list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    epoch, _ = runs.list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
     assert epoch < 3, "killed too late to test resuming"
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -104,8 +102,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = tiny("dcgan", data=str(path), holdout=10, steps=24)  # 3 epochs of 8 steps
     with pytest.raises(callbacks.TrainingDiverged, match=r"d_loss became nan at step 9; the last good checkpoint is .*ckpt-0001\.keras"):
         train.train(cfg, tmp_path / "run", verbose=0, extra_callbacks=[_PoisonDiscriminator()])
-    assert [epoch for epoch, _ in callbacks.list_checkpoints(tmp_path / "run" / "checkpoints")] == [1]
-    good = train.load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt-0001.keras")
+    assert [epoch for epoch, _ in runs.list_checkpoints(tmp_path / "run" / "checkpoints")] == [1]
+    good = runs.load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt-0001.keras")
     assert all(np.isfinite(np.array(v)).all() for v in good.discriminator.weights)
 
 

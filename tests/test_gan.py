@@ -3,8 +3,8 @@ import pytest
 import tensorflow as tf
 
 from gan_pkg import data as data_lib
-from gan_pkg import losses, train
-from conftest import tiny
+from gan_pkg import losses, runs, runtime, train
+from tiny import tiny
 
 
 def _fit(model, cfg, steps=2):
@@ -48,7 +48,7 @@ def test_keras_round_trip_keeps_outputs_and_optimizer_state(tmp_path):
     _fit(model, cfg, steps=3)
     path = tmp_path / "gan.keras"
     model.save(path)
-    restored = train.load_checkpoint(path)
+    restored = runs.load_checkpoint(path)
     noise = tf.random.stateless_normal((4, cfg.latent_dim), [1, 2])
     np.testing.assert_allclose(model.generator(noise), restored.generator(noise), atol=1e-6)
     for name in ("g_optimizer", "d_optimizer"):
@@ -71,7 +71,7 @@ def test_ema_generator_is_exported_and_lags_the_live_one():
 
 def test_mixed_bfloat16_trains_with_float32_outputs():
     cfg = tiny("dcgan", precision="mixed_bfloat16")
-    with train.dtype_policy("mixed_bfloat16"):
+    with runtime.dtype_policy("mixed_bfloat16"):
         model = train.build_gan(cfg)
         history = _fit(model, cfg)
     assert model.generator.layers[-1].compute_dtype == "float32"

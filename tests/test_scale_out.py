@@ -3,26 +3,26 @@ processes on loopback (TF_CONFIG)."""
 
 import csv
 import json
+import os
 import socket
 import subprocess
 import sys
 import textwrap
 
-from conftest import REPO
+from conftest import REPO, TESTS
 
 WORKER = textwrap.dedent(
     """
-    import dataclasses, hashlib, json, os, sys
+    import hashlib, json, os, sys
     index, ports, workdir = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
     os.environ["TF_CONFIG"] = json.dumps({
         "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
         "task": {"type": "worker", "index": index},
     })
     import numpy as np
-    from gan_pkg import config, export, train
-    cfg = dataclasses.replace(config.preset("dcgan"), g_initial_shape=(7, 7, 8), g_filters=(8, 4),
-                              d_filters=(4, 4, 4, 4), batch_size=8, holdout=100, precision="float32",
-                              strategy="multi-worker", steps=6)
+    from gan_pkg import export, train
+    from tiny import tiny
+    cfg = tiny("dcgan", strategy="multi-worker", steps=6)
     result = train.train(cfg, workdir, verbose=0)
     model = result.model
     noise = model.distribute_strategy.run(model.sample_noise, args=(2,))
@@ -49,7 +49,7 @@ def _free_ports(count):
 
 def test_two_workers_train_in_lockstep_and_only_the_chief_writes(tmp_path):
     ports = ",".join(map(str, _free_ports(2)))
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, "PATH": "/usr/bin:/bin"}
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join([REPO, TESTS]), "PATH": "/usr/bin:/bin"}
     workers = [
         subprocess.Popen([sys.executable, "-c", WORKER, str(i), ports, str(tmp_path)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
@@ -72,11 +72,11 @@ def test_two_workers_train_in_lockstep_and_only_the_chief_writes(tmp_path):
 
 
 def test_distributed_keras_tuner_search_runs_each_trial_once(tmp_path):
-    from test_tuning import TINY_FLAGS  # the tiny architecture the tuning tests search over
+    from tiny import tiny_flags
 
     (port,) = _free_ports(1)
     command = [sys.executable, f"{REPO}/tuning/search.py", "--tuner", "random", "--max-trials", "3", "--steps", "3",
-               "--num-samples", "100", "--directory", str(tmp_path), *TINY_FLAGS]
+               "--num-samples", "100", "--directory", str(tmp_path), *tiny_flags("dcgan")]
     base_env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, "PATH": "/usr/bin:/bin",
                 "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}
     names = ["chief", "tuner0", "tuner1"]

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import module_held_export, tiny
+from conftest import module_held_export
+from tiny import tiny
 from PIL import Image
 
 from gan_pkg import architectures, contract, export, session_loader

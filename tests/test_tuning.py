@@ -2,15 +2,16 @@
 
 import csv
 import json
+import math
 import types
 
 import pytest
 
 from gan_pkg import export, push, tfx_module
-from conftest import REPO, module_held_export, run_python, tiny
+from conftest import REPO, module_held_export, run_python
+from tiny import tiny, tiny_flags, tiny_values
 
-TINY = {"g_initial_shape": [7, 7, 8], "g_filters": [8, 4], "d_filters": [4, 4, 4, 4], "holdout": 100, "precision": "float32", "batch_size": 8}
-TINY_FLAGS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+TINY_FLAGS = tiny_flags("dcgan")
 
 
 def test_search_writes_its_tables_and_resumes_without_redoing_trials(tmp_path):
@@ -37,7 +38,7 @@ def test_search_writes_its_tables_and_resumes_without_redoing_trials(tmp_path):
 
 def _fn_args(tmp_path, **extra):
     return types.SimpleNamespace(
-        custom_config={"preset": "dcgan", **TINY}, train_files=["mnist-sample"], eval_files=[], train_steps=4,
+        custom_config={"preset": "dcgan", "max_trials": 1, **tiny_values("dcgan")}, train_files=["mnist-sample"], eval_files=[], train_steps=4,
         eval_steps=100, serving_model_dir=str(tmp_path / "serving"), model_run_dir=str(tmp_path / "run"),
         hyperparameters=None, working_dir=str(tmp_path / "tuner"), **extra,
     )
@@ -56,11 +57,17 @@ def test_run_fn_trains_and_writes_a_servable_model(candidate):
     assert metadata["training_step"] == 4 and metadata["config"]["g_filters"] == [8, 4]
 
 
-def test_tuner_fn_returns_a_tuner_searching_val_fid(tmp_path):
+def test_tuner_fn_searches_val_fid_as_tfx_runs_it(tmp_path):
     result = tfx_module.tuner_fn(_fn_args(tmp_path))
-    assert result.tuner.oracle.objective.name == "val_fid" and result.tuner.oracle.objective.direction == "min"
-    assert {"g_filters", "d_learning_rate"} <= {hp.name for hp in result.tuner.oracle.hyperparameters.space}
-    assert isinstance(result.fit_kwargs, dict)
+    tuner = result.tuner
+    assert tuner.oracle.objective.name == "val_fid" and tuner.oracle.objective.direction == "min"
+    assert {"g_filters", "d_learning_rate"} <= {hp.name for hp in tuner.oracle.hyperparameters.space}
+    # custom_config: max_trials goes to the tuner, the GANConfig fields to every trial's config
+    assert tuner.oracle.max_trials == 1
+    assert (tuner.hypermodel.base.g_initial_shape, tuner.hypermodel.base.steps) == ((7, 7, 8), 4)
+    tuner.search(**result.fit_kwargs)  # what TFX's Tuner component does with the result
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "COMPLETED" and math.isfinite(trial.metrics.get_last_value("val_fid"))
 
 
 def test_push_publishes_only_blessed_models(candidate, tmp_path):

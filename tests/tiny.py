@@ -2,7 +2,6 @@
 training rules, shrunk to run in seconds. In-process tests take `tiny(preset)`; tests
 that drive a CLI take the same shrink as `--set` flags from `tiny_flags(preset)`."""
 
-import dataclasses
 import json
 
 from gan_pkg import config as config_lib
@@ -17,12 +16,17 @@ SHRINK = {
 RUN = dict(batch_size=8, holdout=100, precision="float32")
 
 
+def tiny_values(preset: str = "dcgan", **changes) -> dict:
+    """The shrink as config values (a TFX custom_config, GANConfig.resolve's values); steps are the caller's."""
+    return {**SHRINK[preset], **RUN, **changes}
+
+
 def tiny(preset: str, **changes) -> config_lib.GANConfig:
     """The preset shrunk, batch 8, 4 steps, float32 (so results do not depend on the CPU's bf16)."""
-    return dataclasses.replace(config_lib.preset(preset), **{**SHRINK[preset], **RUN, "steps": 4, **changes})
+    return config_lib.GANConfig.resolve(preset, tiny_values(preset, **{"steps": 4, **changes}))
 
 
 def tiny_flags(preset: str = "dcgan", **changes) -> list[str]:
-    """The same shrink as CLI flags: ["--set", "field=<json>", ...] (steps are the caller's)."""
-    values = {**SHRINK[preset], **RUN, **changes}
+    """The same shrink as CLI flags: ["--set", "field=<json>", ...]."""
+    values = tiny_values(preset, **changes)
     return [arg for field, value in values.items() for arg in ("--set", f"{field}={json.dumps(value, separators=(',', ':'))}")]

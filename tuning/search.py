@@ -20,11 +20,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from gan_pkg import config as config_lib  # noqa: E402
-from gan_pkg import contract  # noqa: E402
-from gan_pkg.cli import ArgumentParser, import_tensorflow_quietly  # noqa: E402
+from gan_pkg import config as config_lib
+from gan_pkg import contract
+from gan_pkg.cli import ArgumentParser, import_tensorflow_quietly
 
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -93,11 +91,8 @@ def write_tables(rows: list[dict], directory: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        base = config_lib.preset(args.preset).override(args.set)
-        if args.steps:
-            base = base.override([f"steps={args.steps}", "epochs=0"])
-        else:
-            base = base.override([f"epochs={args.epochs}"])
+        values = config_lib.parse_assignments(args.set)
+        base = config_lib.GANConfig.resolve(args.preset, values, steps=args.steps, epochs=None if args.steps else args.epochs)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

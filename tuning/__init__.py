@@ -1,0 +1,1 @@
+"""keras-tuner search over the GAN presets: `python tuning/search.py` (or `gan-search`)."""
