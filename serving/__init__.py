@@ -3,7 +3,7 @@
 Laid out like tensorflow_serving/model_servers; each module depends only on those above it:
 
     errors       ServingError, gRPC status -> HTTP status, as_serving_error
-    validation   keys/dtype/shape/batch checks, for arrays and for TensorProto headers
+    validation   one keys/dtype/shape/batch check, for arrays and for TensorProto headers
     servable     Servable: one version loaded and run through gan_pkg.session_loader
     batching     Batcher: concurrent requests merged along dimension 0
     monitoring   Metrics: Prometheus request counts and latencies

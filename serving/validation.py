@@ -1,5 +1,6 @@
-"""Inputs against a signature: keys, dtypes, shapes, finiteness and batch size, for decoded
-arrays and for TensorProto headers (before anything is decoded)."""
+"""Inputs against a signature: one check of keys, dtype, rank, fixed dimensions and batch
+size, used for decoded arrays (REST, warmup, and gRPC after decoding) and for TensorProto
+headers (gRPC, before anything is decoded)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ def _tf():
     import tensorflow as tf
 
     return tf
+
+
+def _shape_text(shape):
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def _dtype_ok(expected, array: np.ndarray) -> bool:
@@ -33,30 +38,51 @@ def _check_keys(signature: str, specs: dict, inputs) -> None:
         )
 
 
+def check_input(signature: str, key: str, spec: tuple, dims: list[int] | None, got_dtype: str | None = None) -> None:
+    """One input against its (dtype, shape) spec, in this order: dtype (got_dtype is the name of
+    what was sent, None when it matches), known rank (dims None: unknown), no negative
+    dimension, rank and fixed dimensions, a batch dimension."""
+    dtype, shape = spec
+    if got_dtype is not None:
+        raise _invalid(f"input '{key}' of signature '{signature}' expects {dtype.name}, got {got_dtype}")
+    if dims is None:
+        raise _invalid(f"input '{key}' must have a known shape")
+    if any(d < 0 for d in dims):
+        raise _invalid(f"input '{key}' has a negative dimension: {dims}")
+    if shape is not None:
+        if len(dims) != len(shape):
+            raise _invalid(
+                f"input '{key}' of signature '{signature}' expects rank {len(shape)} "
+                f"(shape {_shape_text(shape)}), got shape {dims}"
+            )
+        for i, (want, got) in enumerate(zip(shape, dims)):
+            if want is not None and want != got:
+                raise _invalid(
+                    f"input '{key}' of signature '{signature}' expects shape {_shape_text(shape)}, got {dims} (dimension {i})"
+                )
+    if not dims:
+        raise _invalid(f"input '{key}' must have a batch dimension (dimension 0)")
+
+
+def check_batch_size(rows: int, max_batch_size: int) -> None:
+    if rows > max_batch_size:
+        raise ServingError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"batch of {rows} rows is larger than the maximum batch size {max_batch_size}; split the request",
+        )
+
+
 def validate_inputs(servable, signature: str, inputs: dict, max_batch_size: int) -> int:
     """Check keys, dtypes, shapes, finiteness and batch size; return the batch size."""
     specs = servable.inputs[signature]
     _check_keys(signature, specs, inputs)
     batch = None
     for key, array in inputs.items():
-        dtype, shape = specs[key]
+        dtype, _ = specs[key]
+        got = None
         if not _dtype_ok(dtype, array):
             got = "string" if array.dtype == object or array.dtype.kind in "SU" else array.dtype.name
-            raise _invalid(f"input '{key}' of signature '{signature}' expects {dtype.name}, got {got}")
-        if shape is not None:
-            if array.ndim != len(shape):
-                raise _invalid(
-                    f"input '{key}' of signature '{signature}' expects rank {len(shape)} "
-                    f"(shape {_shape_text(shape)}), got shape {list(array.shape)}"
-                )
-            for i, (want, got) in enumerate(zip(shape, array.shape)):
-                if want is not None and want != got:
-                    raise _invalid(
-                        f"input '{key}' of signature '{signature}' expects shape {_shape_text(shape)}, "
-                        f"got {list(array.shape)} (dimension {i})"
-                    )
-        if array.ndim == 0:
-            raise _invalid(f"input '{key}' must have a batch dimension (dimension 0)")
+        check_input(signature, key, specs[key], list(array.shape), got)
         if batch is None:
             batch = array.shape[0]
         elif array.shape[0] != batch:
@@ -65,11 +91,7 @@ def validate_inputs(servable, signature: str, inputs: dict, max_batch_size: int)
             raise _invalid(f"input '{key}' contains NaN or infinite values; send finite numbers")
     if batch == 0:
         raise _invalid("empty batch: dimension 0 of the inputs is 0; send at least one row")
-    if batch > max_batch_size:
-        raise ServingError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"batch of {batch} rows is larger than the maximum batch size {max_batch_size}; split the request",
-        )
+    check_batch_size(batch, max_batch_size)
     return batch
 
 
@@ -84,39 +106,15 @@ def check_input_protos(servable, signature: str, protos: dict, max_batch_size: i
     specs = servable.inputs[signature]
     _check_keys(signature, specs, protos)
     for key, proto in protos.items():
-        dtype, shape = specs[key]
+        dtype, _ = specs[key]
+        got = None
         if proto.dtype != dtype.as_datatype_enum:
             try:
                 got = tf.dtypes.as_dtype(proto.dtype).name
             except (TypeError, ValueError):
                 got = f"unknown DataType {proto.dtype}"
-            raise _invalid(f"input '{key}' of signature '{signature}' expects {dtype.name}, got {got}")
-        if proto.tensor_shape.unknown_rank:
-            raise _invalid(f"input '{key}' must have a known shape")
-        dims = [d.size for d in proto.tensor_shape.dim]
-        if any(d < 0 for d in dims):
-            raise _invalid(f"input '{key}' has a negative dimension: {dims}")
-        if shape is not None:
-            if len(dims) != len(shape):
-                raise _invalid(
-                    f"input '{key}' of signature '{signature}' expects rank {len(shape)} "
-                    f"(shape {_shape_text(shape)}), got shape {dims}"
-                )
-            for i, (want, got) in enumerate(zip(shape, dims)):
-                if want is not None and want != got:
-                    raise _invalid(
-                        f"input '{key}' of signature '{signature}' expects shape {_shape_text(shape)}, got {dims} (dimension {i})"
-                    )
-        if not dims:
-            raise _invalid(f"input '{key}' must have a batch dimension (dimension 0)")
-        if dims[0] > max_batch_size:
-            raise ServingError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"batch of {dims[0]} rows is larger than the maximum batch size {max_batch_size}; split the request",
-            )
+        dims = None if proto.tensor_shape.unknown_rank else [d.size for d in proto.tensor_shape.dim]
+        check_input(signature, key, specs[key], dims, got)
+        check_batch_size(dims[0], max_batch_size)
         if int(np.prod(dims, dtype=np.float64)) > max_elements:
             raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"input '{key}' of shape {dims} is too large")
-
-
-def _shape_text(shape):
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
