@@ -1,11 +1,12 @@
 """What the serving tests share (not a test file): a tiny DCGAN export, in-process server
 flags, free ports and bounded waits."""
 
-import dataclasses
 import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+from tiny import tiny
 
 REPO = Path(__file__).resolve().parent.parent
 LATENT = 100
@@ -27,16 +28,10 @@ def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def tiny_dcgan():
-    from gan_pkg import config
-
-    return dataclasses.replace(config.preset("dcgan"), g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4))
-
-
 def export_tiny(base, preset="dcgan", model_name="gan"):
     from gan_pkg import architectures, config, export
 
-    cfg = tiny_dcgan() if preset == "dcgan" else config.preset(preset)
+    cfg = tiny("dcgan") if preset == "dcgan" else config.preset(preset)
     generator, _ = architectures.build(cfg)
     return export.export_generator(generator, cfg, base, model_name)
 

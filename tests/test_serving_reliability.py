@@ -28,7 +28,8 @@ import serving.client as client_mod
 from conftest import module_held_export
 from gan_pkg import contract
 from serving import main as server_main
-from serving_helpers import LATENT, REPO, export_tiny, quiet, server_args, tiny_dcgan, wait_for
+from serving_helpers import LATENT, REPO, export_tiny, quiet, server_args, wait_for
+from tiny import tiny
 
 SOAK_REQUESTS = int(os.environ.get("GAN_SOAK_REQUESTS", "20000"))
 SOAK_CLIENTS = int(os.environ.get("GAN_SOAK_CLIENTS", "32"))
@@ -86,8 +87,9 @@ class Hammer:
 
 _KILLED_EXPORT = textwrap.dedent(
     """
-    import dataclasses, sys, time
-    from gan_pkg import architectures, config, export
+    import sys, time
+    from gan_pkg import architectures, export
+    from tiny import tiny
 
     original = export.write_saved_model
 
@@ -98,7 +100,7 @@ _KILLED_EXPORT = textwrap.dedent(
         return path
 
     export.write_saved_model = write_then_hang
-    cfg = dataclasses.replace(config.preset("dcgan"), g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4))
+    cfg = tiny("dcgan")
     generator, _ = architectures.build(cfg)
     export.export_generator(generator, cfg, sys.argv[1], "gan")
     """
@@ -115,15 +117,16 @@ def test_publish_under_live_server_never_serves_half_a_version_or_fails_a_reques
     shutil.copytree(export_base / "gan", base / "gan")
     model_dir = base / "gan"
     # The killed exporter starts first: importing TensorFlow in a fresh process is the slow part.
-    killed = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, str(base)], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, env=ENV, cwd=REPO)
+    killed = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, str(base)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env={**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), ENV.get("PYTHONPATH")]))},
+                              cwd=REPO)
     running = server_main.start(server_args(model_base_path=str(model_dir), file_system_poll_wait_seconds=0.05, rest_api_port=0), log=quiet)
     core = running.core.models["gan"]
     complete = {1}
     try:
         with Hammer(f"127.0.0.1:{running.grpc_port}") as hammer:
             wait_for(lambda: len(hammer.versions) >= 5, what="first requests")
-            cfg = tiny_dcgan()
+            cfg = tiny("dcgan")
             generator, _ = architectures.build(cfg)
 
             # (a) two atomic exports in a row: each is picked up while requests flow.
@@ -211,7 +214,7 @@ def test_version_tf_serving_cannot_run_is_refused_and_the_previous_one_stays_ser
     fails TF Serving's loader at warmup: here too it is not served, and the server stays up."""
     model_dir = tmp_path / "gan"
     shutil.copytree(export_base / "gan", model_dir)
-    module_held_export(model_dir / "2", tiny_dcgan())
+    module_held_export(model_dir / "2", tiny("dcgan"))
     running = server_main.start(server_args(model_base_path=str(model_dir), rest_api_port=0, file_system_poll_wait_seconds=0.05), log=quiet)
     try:
         core = running.core.models["gan"]
