@@ -55,10 +55,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    # Run as a script, bench/ is first on sys.path, where this file (serving.py) would shadow
+    # the serving package: the checkout root takes its place.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
 
 from gan_pkg.cli import import_tensorflow_quietly  # noqa: E402
 
@@ -411,8 +413,7 @@ def measured(cell: Cell, server, all_servers, fn, *args):
 
 
 def batching_max_batch_size(path: Path) -> int:
-    sys.path.insert(0, str(ROOT / "serving"))
-    import protos
+    from serving import protos
 
     params = protos.parse_text(str(path), protos.BatchingParameters)
     return int(params.max_batch_size.value) if params.HasField("max_batch_size") else 1000

@@ -19,11 +19,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    # Run as a script, Python puts serving/ itself first on sys.path, where the package's
+    # modules (main, errors, ...) would shadow top-level names; the checkout root goes
+    # there instead, so gan_pkg imports from a checkout with or without an install.
+    _HERE = Path(__file__).resolve().parent
+    if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+        sys.path[0] = str(_HERE.parent)
 
 import numpy as np  # noqa: E402
 
@@ -447,6 +449,7 @@ def _noise(latent_dim: int, num: int, seed: int) -> np.ndarray:
 
 
 def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # gRPC's C core logs TLS and connection failures on stderr itself; the CLI's one error line says it.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     args = parse_args(argv)

@@ -5,22 +5,17 @@ One tiny DCGAN export per module; servers run in-process on free 127.0.0.1 ports
 """
 
 import concurrent.futures
-import dataclasses
-import importlib.util
 import io
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,66 +24,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import serving.client as client_mod
 from gan_pkg import contract
-
-REPO = Path(__file__).resolve().parent.parent
-LATENT = 100
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"gan_serving_{name}", REPO / "serving" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-server_mod = _load("server")
-client_mod = _load("client")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def tiny_dcgan():
-    from gan_pkg import config
-
-    return dataclasses.replace(config.preset("dcgan"), g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4))
-
-
-def export_tiny(base, preset="dcgan", model_name="gan"):
-    from gan_pkg import architectures, config, export
-
-    cfg = tiny_dcgan() if preset == "dcgan" else config.preset(preset)
-    generator, _ = architectures.build(cfg)
-    return export.export_generator(generator, cfg, base, model_name)
-
-
-def server_args(**overrides):
-    values = dict(
-        port=0, rest_api_port=free_port(), host="127.0.0.1", model_name="gan", model_base_path=None, model_config_file=None,
-        file_system_poll_wait_seconds=0.2, enable_batching=False, batching_parameters_file=None, max_batch_size=8,
-        ssl_config_file=None, monitoring_config_file=None,
-    )
-    values.update(overrides)
-    return SimpleNamespace(**values)
-
-
-def quiet(*args, **kwargs):
-    pass
+from serving import core, main as server_main
+from serving_helpers import LATENT, REPO, export_tiny, free_port, quiet, server_args, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +39,7 @@ def export_base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(export_base):
-    running = server_mod.start(server_args(model_base_path=str(export_base / "gan")), log=quiet)
+    running = server_main.start(server_args(model_base_path=str(export_base / "gan")), log=quiet)
     yield running
     running.stop(grace=2)
 
@@ -158,7 +97,7 @@ def test_metadata_is_a_signature_def_map_in_an_any(stub):
     assert response.model_spec.version.value == 1
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     assert response.metadata["signature_def"].Unpack(signature_map)
-    assert signature_map.signature_def[contract.SERVING_DEFAULT].method_name == server_mod.PREDICT_METHOD
+    assert signature_map.signature_def[contract.SERVING_DEFAULT].method_name == core.PREDICT_METHOD
 
 
 def test_predict_serving_default_images(served, client):
@@ -324,7 +263,7 @@ def test_rest_errors(served, path, body, code):
 def test_new_version_picked_up_half_written_ignored_deleted_unloaded(tmp_path, export_base):
     base = tmp_path / "export"
     shutil.copytree(export_base / "gan", base / "gan")
-    running = server_mod.start(server_args(model_base_path=str(base / "gan")), log=quiet)
+    running = server_main.start(server_args(model_base_path=str(base / "gan")), log=quiet)
     try:
         core = running.core.models["gan"]
         # A staging folder (complete, but hidden) and a version folder with no saved_model.pb yet.
@@ -353,7 +292,7 @@ def test_new_version_picked_up_half_written_ignored_deleted_unloaded(tmp_path, e
 def test_batching_merges_concurrent_requests(tmp_path, export_base, client):
     params = tmp_path / "batching.config"
     params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 1000000 }\nnum_batch_threads { value: 1 }\n")
-    running = server_mod.start(
+    running = server_main.start(
         server_args(model_base_path=str(export_base / "gan"), enable_batching=True, batching_parameters_file=str(params), max_batch_size=64),
         log=quiet,
     )
@@ -398,7 +337,7 @@ def test_model_config_file_serves_every_model(tmp_path, export_base):
         '           model_version_policy { specific { versions: 1 } } }\n'
         '}\n'
     )
-    running = server_mod.start(server_args(model_config_file=str(config)), log=quiet)
+    running = server_main.start(server_args(model_config_file=str(config)), log=quiet)
     try:
         target = f"127.0.0.1:{running.grpc_port}"
         with client_mod.GeneratorClient(target, model_name="dist", retries=0) as dist, client_mod.GeneratorClient(target, retries=0) as gan:
@@ -515,7 +454,7 @@ def test_client_script_unreachable_server_fails_with_one_line(tmp_path, transpor
 def test_version_failing_warmup_is_not_served_and_old_one_stays(tmp_path, export_base):
     base = tmp_path / "gan"
     shutil.copytree(export_base / "gan", base)
-    running = server_mod.start(server_args(model_base_path=str(base), rest_api_port=0), log=quiet)
+    running = server_main.start(server_args(model_base_path=str(base), rest_api_port=0), log=quiet)
     try:
         core = running.core.models["gan"]
         staging = tmp_path / "staging"
@@ -535,7 +474,7 @@ def test_version_failing_warmup_is_not_served_and_old_one_stays(tmp_path, export
 def test_stop_drains_in_flight_requests(tmp_path, export_base):
     params = tmp_path / "batching.config"
     params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n")  # holds a lone request 1 s
-    running = server_mod.start(
+    running = server_main.start(
         server_args(model_base_path=str(export_base / "gan"), enable_batching=True, batching_parameters_file=str(params), rest_api_port=0),
         log=quiet,
     )
@@ -560,7 +499,7 @@ def test_ssl_config_file_serves_tls(tmp_path, export_base):
     )
     ssl = tmp_path / "ssl.config"
     ssl.write_text(f"server_key: {json.dumps(key.read_text())}\nserver_cert: {json.dumps(cert.read_text())}\nclient_verify: false\n")
-    running = server_mod.start(server_args(model_base_path=str(export_base / "gan"), ssl_config_file=str(ssl), rest_api_port=0), log=quiet)
+    running = server_main.start(server_args(model_base_path=str(export_base / "gan"), ssl_config_file=str(ssl), rest_api_port=0), log=quiet)
     try:
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -575,7 +514,7 @@ def test_ssl_config_file_serves_tls(tmp_path, export_base):
 def test_prometheus_metrics_on_rest_port(tmp_path, export_base):
     monitoring = tmp_path / "monitoring.config"
     shutil.copy(REPO / "serving" / "monitoring.config", monitoring)
-    running = server_mod.start(server_args(model_base_path=str(export_base / "gan"), monitoring_config_file=str(monitoring)), log=quiet)
+    running = server_main.start(server_args(model_base_path=str(export_base / "gan"), monitoring_config_file=str(monitoring)), log=quiet)
     try:
         assert rest(running.rest_port, "/v1/models/gan:predict", {"signature_name": "generate", "instances": [1]})[0] == 200
         assert rest(running.rest_port, "/v1/models/gan:predict", {"signature_name": "nope", "instances": [1]})[0] == 400

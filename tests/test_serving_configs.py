@@ -2,16 +2,16 @@
 tensorflow_model_server flags and copies files that exist; the hand-built protos match
 TF Serving's field numbers. No TensorFlow or Docker needed."""
 
-import importlib.util
+import inspect
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 
 from gan_pkg import contract
+from serving import protos
 
 REPO = Path(__file__).resolve().parent.parent
 SERVING = REPO / "serving"
@@ -32,17 +32,6 @@ TF_SERVING_FLAGS = set(
     skip_initialize_tpu enable_grpc_healthcheck_service enable_serialization_as_tensor_content""".split()
 )
 OUR_EXTRA_FLAGS = {"host", "max_batch_size", "allowed_model_roots"}  # embedded server only; documented in its --help
-
-
-def _protos():
-    spec = importlib.util.spec_from_file_location("gan_serving_protos", SERVING / "protos.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-protos = _protos()
 
 
 def _dockerfile():
@@ -138,8 +127,9 @@ def test_dockerfile_passes_only_real_flags_and_shipped_configs():
 
 
 def test_embedded_server_flags_are_tf_serving_flags():
-    spec = importlib.util.spec_from_file_location("gan_serving_server_flags", SERVING / "server.py")
-    source = spec.loader.get_source(spec.name)
+    from serving import main
+
+    source = inspect.getsource(main)
     flags = set(re.findall(r'add_argument\("--([a-z_0-9]+)"', source))
     assert flags - OUR_EXTRA_FLAGS <= TF_SERVING_FLAGS, flags - OUR_EXTRA_FLAGS - TF_SERVING_FLAGS
     assert {"port", "rest_api_port", "model_name", "model_base_path", "model_config_file", "file_system_poll_wait_seconds",

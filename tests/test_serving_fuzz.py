@@ -22,8 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import serving.client as client_mod
 from gan_pkg import contract
-from test_serving import LATENT, client_mod, export_tiny, quiet, server_args, server_mod
+from serving import main as server_main, rest_api
+from serving_helpers import LATENT, export_tiny, quiet, server_args
 
 MAX_BATCH = 8
 RECEIVE_LIMIT = 2**20
@@ -48,7 +50,7 @@ DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.bool_, obje
 def fuzz_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz-export")
     export_tiny(base)
-    running = server_mod.start(
+    running = server_main.start(
         server_args(model_base_path=str(base / "gan"), max_batch_size=MAX_BATCH,
                     grpc_channel_arguments=f"grpc.max_receive_message_length={RECEIVE_LIMIT}"),
         log=quiet,
@@ -378,7 +380,7 @@ def test_rest_body_limits_and_broken_headers(fuzz_server):
 
 def test_rest_client_stalling_mid_body_is_cut_off(fuzz_server, monkeypatch):
     running, _ = fuzz_server
-    monkeypatch.setattr(server_mod, "REST_BODY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(rest_api, "REST_BODY_TIMEOUT_S", 0.5)
     with socket.create_connection(("127.0.0.1", running.rest_port), timeout=30) as s:
         s.sendall(b"POST /v1/models/gan:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"instances\"")
         answer = b""

@@ -24,9 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from gan_pkg import contract
+import serving.client as client_mod
 from conftest import module_held_export
-from test_serving import LATENT, REPO, client_mod, export_tiny, quiet, server_args, server_mod, tiny_dcgan, wait_for
+from gan_pkg import contract
+from serving import main as server_main
+from serving_helpers import LATENT, REPO, export_tiny, quiet, server_args, wait_for
+from tiny import tiny
 
 SOAK_REQUESTS = int(os.environ.get("GAN_SOAK_REQUESTS", "20000"))
 SOAK_CLIENTS = int(os.environ.get("GAN_SOAK_CLIENTS", "32"))
@@ -84,8 +87,9 @@ class Hammer:
 
 _KILLED_EXPORT = textwrap.dedent(
     """
-    import dataclasses, sys, time
-    from gan_pkg import architectures, config, export
+    import sys, time
+    from gan_pkg import architectures, export
+    from tiny import tiny
 
     original = export.write_saved_model
 
@@ -96,7 +100,7 @@ _KILLED_EXPORT = textwrap.dedent(
         return path
 
     export.write_saved_model = write_then_hang
-    cfg = dataclasses.replace(config.preset("dcgan"), g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4))
+    cfg = tiny("dcgan")
     generator, _ = architectures.build(cfg)
     export.export_generator(generator, cfg, sys.argv[1], "gan")
     """
@@ -113,15 +117,16 @@ def test_publish_under_live_server_never_serves_half_a_version_or_fails_a_reques
     shutil.copytree(export_base / "gan", base / "gan")
     model_dir = base / "gan"
     # The killed exporter starts first: importing TensorFlow in a fresh process is the slow part.
-    killed = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, str(base)], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, env=ENV, cwd=REPO)
-    running = server_mod.start(server_args(model_base_path=str(model_dir), file_system_poll_wait_seconds=0.05, rest_api_port=0), log=quiet)
+    killed = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, str(base)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env={**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), ENV.get("PYTHONPATH")]))},
+                              cwd=REPO)
+    running = server_main.start(server_args(model_base_path=str(model_dir), file_system_poll_wait_seconds=0.05, rest_api_port=0), log=quiet)
     core = running.core.models["gan"]
     complete = {1}
     try:
         with Hammer(f"127.0.0.1:{running.grpc_port}") as hammer:
             wait_for(lambda: len(hammer.versions) >= 5, what="first requests")
-            cfg = tiny_dcgan()
+            cfg = tiny("dcgan")
             generator, _ = architectures.build(cfg)
 
             # (a) two atomic exports in a row: each is picked up while requests flow.
@@ -190,7 +195,7 @@ def test_broken_newest_version_at_startup_leaves_the_previous_one_served(tmp_pat
     shutil.copytree(export_base / "gan", model_dir)
     shutil.copytree(model_dir / "1", model_dir / "2")
     (model_dir / "2" / "saved_model.pb").write_bytes(b"\x00" * 64)  # corrupt: loading it fails
-    running = server_mod.start(server_args(model_base_path=str(model_dir), rest_api_port=0, file_system_poll_wait_seconds=0.05), log=quiet)
+    running = server_main.start(server_args(model_base_path=str(model_dir), rest_api_port=0, file_system_poll_wait_seconds=0.05), log=quiet)
     try:
         core = running.core.models["gan"]
         assert set(core.servables) == {1} and core.states[2][0] == "END"
@@ -209,8 +214,8 @@ def test_version_tf_serving_cannot_run_is_refused_and_the_previous_one_stays_ser
     fails TF Serving's loader at warmup: here too it is not served, and the server stays up."""
     model_dir = tmp_path / "gan"
     shutil.copytree(export_base / "gan", model_dir)
-    module_held_export(model_dir / "2", tiny_dcgan())
-    running = server_mod.start(server_args(model_base_path=str(model_dir), rest_api_port=0, file_system_poll_wait_seconds=0.05), log=quiet)
+    module_held_export(model_dir / "2", tiny("dcgan"))
+    running = server_main.start(server_args(model_base_path=str(model_dir), rest_api_port=0, file_system_poll_wait_seconds=0.05), log=quiet)
     try:
         core = running.core.models["gan"]
         assert set(core.servables) == {1}
@@ -394,9 +399,9 @@ def _reachable(address, port):
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from /proc/net/tcp (Linux)")
 def test_binds_loopback_by_default_and_host_widens_it(export_base):
-    assert server_mod.parse_args(["--model_base_path", str(export_base / "gan")]).host == "127.0.0.1"
+    assert server_main.parse_args(["--model_base_path", str(export_base / "gan")]).host == "127.0.0.1"
     other = _other_local_address()
-    running = server_mod.start(server_args(model_base_path=str(export_base / "gan")), log=quiet)
+    running = server_main.start(server_args(model_base_path=str(export_base / "gan")), log=quiet)
     try:
         for port in (running.grpc_port, running.rest_port):
             assert _listening_addresses(port) == {"127.0.0.1"}
@@ -406,7 +411,7 @@ def test_binds_loopback_by_default_and_host_widens_it(export_base):
     finally:
         running.stop(grace=2)
     if other:  # the control: the same check sees a wider bind
-        running = server_mod.start(server_args(model_base_path=str(export_base / "gan"), host="0.0.0.0", rest_api_port=0), log=quiet)
+        running = server_main.start(server_args(model_base_path=str(export_base / "gan"), host="0.0.0.0", rest_api_port=0), log=quiet)
         try:
             assert _listening_addresses(running.grpc_port) & {"0.0.0.0", "::"} and _reachable(other, running.grpc_port)
         finally:
@@ -449,7 +454,7 @@ def _ssl_config(path, pki, client_verify=True, **override):
 def test_tls_with_client_verification(tmp_path, export_base, certificates):
     pki = certificates
     ssl = _ssl_config(tmp_path / "ssl.config", pki, client_verify=True)
-    running = server_mod.start(server_args(model_base_path=str(export_base / "gan"), ssl_config_file=str(ssl), rest_api_port=0), log=quiet)
+    running = server_main.start(server_args(model_base_path=str(export_base / "gan"), ssl_config_file=str(ssl), rest_api_port=0), log=quiet)
     target = f"127.0.0.1:{running.grpc_port}"
     ca = (pki / "ca.pem").read_bytes()
     try:
@@ -495,7 +500,7 @@ def test_tls_with_client_verification(tmp_path, export_base, certificates):
 def test_tls_config_that_would_serve_plaintext_or_fail_later_is_refused(tmp_path, export_base, certificates, override, fragment):
     ssl = _ssl_config(tmp_path / "ssl.config", certificates, client_verify=True, **override)
     with pytest.raises(ValueError, match=fragment):
-        server_mod.start(server_args(model_base_path=str(export_base / "gan"), ssl_config_file=str(ssl), rest_api_port=0), log=quiet)
+        server_main.start(server_args(model_base_path=str(export_base / "gan"), ssl_config_file=str(ssl), rest_api_port=0), log=quiet)
 
 
 # --------------------------------------------------------------------------- 4. security: allowed model roots
@@ -514,10 +519,10 @@ def test_model_config_outside_allowed_roots_is_refused(tmp_path, export_base):
     for base_path in (str(outside), "../../" + os.path.relpath(outside, "/"), "link"):
         config = _config_file(configs / "models.config", base_path)
         with pytest.raises(ValueError, match="outside the allowed roots"):
-            server_mod.start(server_args(model_config_file=str(config)), log=quiet)
+            server_main.start(server_args(model_config_file=str(config)), log=quiet)
     # --allowed_model_roots says where models may come from: then the same config serves.
     config = _config_file(configs / "models.config", str(outside))
-    running = server_mod.start(server_args(model_config_file=str(config), rest_api_port=0,
+    running = server_main.start(server_args(model_config_file=str(config), rest_api_port=0,
                                            allowed_model_roots=f"{configs},{export_base}"), log=quiet)
     try:
         with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0) as c:
@@ -534,7 +539,7 @@ def test_version_folder_symlinked_outside_the_roots_is_not_loaded(tmp_path, expo
     shutil.copytree(export_base / "gan" / "1", elsewhere)
     (model_dir / "7").symlink_to(elsewhere, target_is_directory=True)
     logged = []
-    running = server_mod.start(server_args(model_base_path=str(model_dir), rest_api_port=0),
+    running = server_main.start(server_args(model_base_path=str(model_dir), rest_api_port=0),
                                log=lambda *a, **k: logged.append(" ".join(map(str, a))))
     try:
         core = running.core.models["gan"]
