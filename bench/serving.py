@@ -71,7 +71,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-from gan_pkg import architectures, contract, export, train  # noqa: E402
+from gan_pkg import architectures, contract, export, runtime  # noqa: E402
 from gan_pkg.session_loader import SessionModel  # noqa: E402
 from gan_pkg import config as config_lib  # noqa: E402
 
@@ -92,7 +92,7 @@ RPC_TIMEOUT = 60.0
 
 
 def machine_lines() -> list[str]:
-    model = train.cpu_model_and_flags()[0] or platform.processor() or platform.machine()
+    model = runtime.cpu_model_and_flags()[0] or platform.processor() or platform.machine()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -461,7 +461,7 @@ def main(argv=None) -> int:
     try:
         model_dir, cfg, params = export_default_generator(workdir / "export")
         image_shape = tuple(cfg.image_shape)
-        version_dir = export.latest_version_dir(model_dir)
+        version_dir = export.resolve_version(model_dir)
         # Both servers load while nothing is being timed; idle, they cost next to nothing.
         servers["plain"] = ServerProcess(model_dir, workdir / "server-plain.log", None)
         servers["batching"] = ServerProcess(model_dir, workdir / "server-batching.log", args.batching_config)

@@ -7,7 +7,7 @@ importing this module loads neither TensorFlow nor Keras.
 DEFAULT_EXPORT_BASE = "export"
 DEFAULT_MODEL_NAME = "gan"
 
-# Signatures and their tensor keys (README, "Serving").
+# Signatures and their tensor keys (docs/ARCHITECTURE.md, "Contracts").
 SERVING_DEFAULT = "serving_default"  # noise -> images | samples
 GENERATE = "generate"  # seed -> images | samples, noise
 GENERATE_PNG = "generate_png"  # seed -> png (image presets only)
