@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--val-fid-every", type=int, default=0, metavar="N",
         help="measure val_fid/val_kid every N epochs (TensorBoard, history.csv) and keep the best checkpoint as checkpoints/best.keras",
     )
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any config field (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any config field (repeatable); --steps and --epochs win over it")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     return parser.parse_args(argv)
 
