@@ -10,7 +10,8 @@ Laid out like tensorflow_serving/model_servers; each module depends only on thos
     repository   Model: versions on disk, version policy, allowed model roots
     core         ModelServer: models, polling, warmup, Predict / metadata / status
     grpc_api     TF Serving's gRPC services, channel arguments, TLS
-    rest_api     TF Serving's REST API and the metrics endpoint
+    rest_json    TF Serving's REST JSON formats, decoded strictly and encoded with orjson
+    rest_api     TF Serving's REST API and the metrics endpoint, on aiohttp
     main         the tensorflow_model_server-style flags and the process (python -m serving)
 
 protos (config messages the tensorflow-serving-api wheel lacks) and client (the client

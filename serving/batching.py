@@ -64,8 +64,8 @@ class Batcher:
             queue.append(task)
             self._cond.notify_all()
         task.done.wait()
-        if task.error is not None:
-            raise task.error
+        if task.error is not None:  # a fresh exception per request: one shared object would chain every
+            raise ServingError(task.error.code, task.error.message)  # waiter's frames (and requests) onto it
         return task.outputs
 
     def _take(self):

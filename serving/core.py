@@ -12,7 +12,7 @@ import grpc
 from gan_pkg import contract
 from serving.batching import Batcher
 from serving.errors import ServingError, _invalid, as_serving_error
-from serving.monitoring import Metrics
+from serving.monitoring import UNKNOWN_MODEL, Metrics
 from serving.repository import Model
 from serving.servable import Servable
 from serving.validation import _tf, check_input_protos, validate_inputs
@@ -114,7 +114,7 @@ class ModelServer:
 
     # -- Predict, shared by gRPC and REST
     def metered(self, model_name: str, call):
-        """Run call() and count it (status, latency) under model_name."""
+        """Run call() and count it (status, latency) under model_name (one label for every unknown name)."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
@@ -123,7 +123,8 @@ class ModelServer:
             code = as_serving_error(error).code
             raise
         finally:
-            self.metrics.record(model_name, code.name, time.perf_counter() - started)
+            label = model_name if model_name in self.models else UNKNOWN_MODEL
+            self.metrics.record(label, code.name, time.perf_counter() - started)
 
     def predict_arrays(self, spec, inputs: dict, output_filter=(), servable=None):
         """-> (servable, signature, {key: ndarray}). Raises ServingError."""

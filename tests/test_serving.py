@@ -520,8 +520,12 @@ def test_prometheus_metrics_on_rest_port(tmp_path, export_base):
         assert rest(running.rest_port, "/v1/models/gan:predict", {"signature_name": "nope", "instances": [1]})[0] == 400
         with urllib.request.urlopen(f"http://127.0.0.1:{running.rest_port}/monitoring/prometheus/metrics", timeout=30) as response:
             text = response.read().decode()
-        assert ':tensorflow:serving:request_count{model_name="gan",status="OK"} 1' in text
-        assert ':tensorflow:serving:request_count{model_name="gan",status="FAILED_PRECONDITION"} 1' in text
-        assert ':tensorflow:serving:request_latency_count{model_name="gan",API="predict"} 2' in text
+        from prometheus_client.parser import text_string_to_metric_families
+
+        samples = {(s.name.removesuffix("_total"), tuple(sorted(s.labels.items()))): s.value  # the parser adds _total to counters
+               for f in text_string_to_metric_families(text) for s in f.samples}
+        assert samples[(":tensorflow:serving:request_count", (("model_name", "gan"), ("status", "OK")))] == 1
+        assert samples[(":tensorflow:serving:request_count", (("model_name", "gan"), ("status", "FAILED_PRECONDITION")))] == 1
+        assert samples[(":tensorflow:serving:request_latency_count", (("API", "predict"), ("model_name", "gan")))] == 2
     finally:
         running.stop(grace=2)

@@ -362,13 +362,13 @@ def test_rest_body_limits_and_broken_headers(fuzz_server):
     assert status == 400
     status, _ = _rest(port, "POST", "/v1/models/gan/versions/99999999999999999999:predict", b'{"instances": [1]}')
     assert status == 400
-    # A body claimed larger than the limit is refused from the header, unread, and the connection closed.
+    # A body claimed larger than the limit is refused from the header (413), unread, and the connection closed.
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(b"POST /v1/models/gan:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n")
         answer = b""
         while chunk := s.recv(65536):
             answer += chunk
-    assert answer.startswith(b"HTTP/1.1 429") and b"Connection: close" in answer, answer[:200]
+    assert answer.startswith(b"HTTP/1.1 413") and b"Connection: close" in answer, answer[:200]
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(b"POST /v1/models/gan:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         answer = b""

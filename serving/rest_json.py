@@ -1,0 +1,225 @@
+"""TF Serving's REST JSON, with orjson: request bodies in the row ("instances") and columnar
+("inputs") formats decoded strictly into arrays, and outputs, statuses and metadata encoded.
+
+Strict: a JSON number becomes an input only if the input's dtype holds it exactly (integers
+within the integer type's range, never a fraction, a boolean or a string; finite floats within
+the float type's range); anything else is INVALID_ARGUMENT (HTTP 400), never wrapped or rounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+
+import grpc
+import numpy as np
+import orjson
+
+from serving.errors import _invalid
+from serving.validation import _tf, check_input
+
+_TYPE_NAMES = {bool: "booleans", str: "strings", type(None): "nulls", dict: "objects", list: "nested lists", int: "integers",
+               float: "non-integers (a fraction, an exponent, or an integer beyond 64 bits)"}
+
+
+def loads(raw: bytes):
+    """Request body -> Python objects; INVALID_ARGUMENT for anything that is not JSON orjson holds."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        message = str(error)
+    # Raised outside the except block, so the decoder's error is not chained to it.
+    if "depth limit" in message or "recursion" in message:
+        raise _invalid(f"JSON parse error: nested too deeply (at most 1024 levels of arrays and objects): {message}")
+    if "infinity" in message:  # orjson reads an integer beyond 64 bits as a double; this one is beyond that too
+        raise _invalid(f"JSON parse error: a number too large for any numeric type (integers must fit in 64 bits): {message}")
+    raise _invalid(f"JSON parse error: {message}")
+
+
+def _default(value):
+    if isinstance(value, np.ndarray):  # an array orjson's NumPy path does not take (dtype, layout)
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(payload) -> bytes:
+    """JSON bytes; float32 arrays go out through orjson's NumPy path (shortest float32 text)."""
+    return orjson.dumps(payload, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _flatten(value, key: str, rank: int | None):
+    """Nested lists -> (shape, leaves in row-major order); INVALID_ARGUMENT unless rectangular.
+
+    Level by level with C-speed builtins (no recursion: orjson allows 1024 levels), stopping
+    as soon as the nesting is deeper than the signature's rank.
+    """
+    shape, level = [], [value]
+    while True:
+        kinds = set(map(type, level))
+        if list not in kinds:
+            return shape, level, kinds
+        lengths = set(map(len, level)) if kinds == {list} else None
+        if lengths is None or len(lengths) > 1:
+            raise _invalid(f"input '{key}' is not a rectangular array: nested lists of different lengths or depths")
+        shape.append(lengths.pop())
+        if rank is not None and len(shape) > rank:
+            return shape, None, None  # deeper than the signature: check_input names the rank
+        level = list(itertools.chain.from_iterable(level))
+
+
+def _refuse_kinds(key: str, dtype, kinds: set, allowed: set):
+    unexpected = kinds - allowed
+    if unexpected:
+        described = ", ".join(sorted(_TYPE_NAMES.get(k, k.__name__) for k in unexpected))
+        raise _invalid(f"input '{key}' expects {dtype.name} values, got {described}")
+
+
+def _b64(value, key: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise _invalid(f"input '{key}': 'b64' is not valid base64") from None
+    raise _invalid(f"input '{key}' expects strings or {{\"b64\": ...}} objects")
+
+
+def json_input(value, dtype, key: str, signature: str, spec) -> np.ndarray:
+    """A JSON value -> ndarray of the signature's dtype, exactly, or INVALID_ARGUMENT."""
+    tf = _tf()
+    shape_spec = spec[1]
+    shape, leaves, kinds = _flatten(value, key, None if shape_spec is None else len(shape_spec))
+    if leaves is None or not shape:
+        check_input(signature, key, spec, shape)  # refuses the rank (or the missing batch dimension), nothing converted
+        raise _invalid(f"input '{key}' of signature '{signature}' has shape {shape}")  # (not reached)
+    if dtype == tf.string:
+        return np.array([_b64(v, key) for v in leaves] or [], dtype=object).reshape(shape)
+    if dtype == tf.bool:
+        _refuse_kinds(key, dtype, kinds, {bool})
+        return np.array(leaves, dtype=bool).reshape(shape)
+    target = np.dtype(dtype.as_numpy_dtype)
+    if dtype.is_integer:
+        _refuse_kinds(key, dtype, kinds, {int})
+        if leaves:
+            info = np.iinfo(target)
+            low, high = min(leaves), max(leaves)
+            if low < info.min or high > info.max:
+                bad = low if low < info.min else high
+                raise _invalid(f"input '{key}': {_short(bad)} is outside the {dtype.name} range [{info.min}, {info.max}]")
+        return np.array(leaves, dtype=target).reshape(shape)
+    if dtype.is_floating:
+        _refuse_kinds(key, dtype, kinds, {int, float})
+        array = np.array(leaves, dtype=np.float64).reshape(shape)
+        if not np.isfinite(array).all():
+            raise _invalid(f"input '{key}' contains NaN or infinite values; send finite numbers")
+        limit = float(np.finfo(target).max)
+        if array.size and np.abs(array).max() > limit:
+            raise _invalid(f"input '{key}': {np.abs(array).max():g} is outside the {dtype.name} range (|x| <= {limit:g})")
+        return array.astype(target)
+    raise _invalid(f"input '{key}' has dtype {dtype.name}, which the REST API does not take")
+
+
+def _short(number: int) -> str:
+    text = str(number)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+
+
+def json_output(array: np.ndarray):
+    """An output array, as JSON wants it: strings as {"b64": ...}, numbers as a C-ordered array."""
+    if array.dtype == object or array.dtype.kind == "S":
+        flat = [{"b64": base64.b64encode(bytes(v)).decode("ascii")} for v in array.reshape(-1)]
+        return np.array(flat, dtype=object).reshape(array.shape).tolist()
+    return np.ascontiguousarray(array)
+
+
+def _raw_inputs(body: dict, specs: dict, signature: str) -> tuple[dict, bool]:
+    """{input key: JSON value} and whether the body used the row format."""
+    row_format = "instances" in body
+    payload = body["instances"] if row_format else body["inputs"]
+    if row_format:
+        if not isinstance(payload, list):
+            raise _invalid("'instances' must be a list of rows")
+        if payload and all(isinstance(r, dict) and "b64" not in r for r in payload):
+            keys = set(payload[0])
+            if any(set(r) != keys for r in payload):
+                raise _invalid("every instance must name the same inputs")
+            return {k: [r[k] for r in payload] for k in keys}, True
+        if len(specs) == 1:
+            return {next(iter(specs)): payload}, True
+        raise _invalid(f"signature '{signature}' has several inputs {sorted(specs)}: send each instance as an object")
+    if isinstance(payload, dict) and set(payload) != {"b64"}:
+        return payload, False
+    if len(specs) == 1:
+        return {next(iter(specs)): payload}, False
+    raise _invalid(f"signature '{signature}' has several inputs {sorted(specs)}: 'inputs' must be an object")
+
+
+def rest_predict(core, spec, body) -> dict:
+    """TF Serving's REST predict on a ModelServer: row ("instances") or columnar ("inputs") format."""
+    if not isinstance(body, dict):
+        raise _invalid("request body must be a JSON object with 'instances' or 'inputs'")
+    signature_name = body.get("signature_name") or ""
+    if not isinstance(signature_name, str):
+        raise _invalid("'signature_name' must be a string")
+    spec.signature_name = signature_name
+    if ("instances" in body) == ("inputs" in body):
+        raise _invalid("request body must have exactly one of 'instances' (row format) or 'inputs' (columnar format)")
+    servable = core.servable(spec)
+    signature = core.signature_of(servable, spec.signature_name)
+    specs = servable.inputs[signature]
+    raw, row_format = _raw_inputs(body, specs, signature)
+    inputs = {}
+    for key, value in raw.items():
+        if key not in specs:
+            raise _invalid(f"unknown input '{key}' for signature '{signature}'; inputs: {sorted(specs)}")
+        inputs[key] = json_input(value, specs[key][0], key, signature, specs[key])
+    del raw, body  # the parsed JSON is not needed while the model runs
+    spec.version.value = servable.version  # the exact version resolved above
+    servable, signature, outputs = core.predict_arrays(spec, inputs)
+    if row_format:
+        if len(outputs) == 1:
+            return {"predictions": json_output(next(iter(outputs.values())))}
+        columns = {k: json_output(v) for k, v in outputs.items()}
+        rows = len(next(iter(columns.values())))
+        return {"predictions": [{k: columns[k][i] for k in columns} for i in range(rows)]}
+    if len(outputs) == 1:
+        return {"outputs": json_output(next(iter(outputs.values())))}
+    return {"outputs": {k: json_output(v) for k, v in outputs.items()}}
+
+
+def status_json(response) -> dict:
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    return {
+        "model_version_status": [
+            {
+                "version": str(s.version),
+                "state": get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
+                "status": {"error_code": _code_name(s.status.error_code), "error_message": s.status.error_message},
+            }
+            for s in response.model_version_status
+        ]
+    }
+
+
+def _code_name(value: int) -> str:
+    for code in grpc.StatusCode:
+        if code.value[0] == value:
+            return code.name
+    return str(value)
+
+
+def metadata_json(response) -> dict:
+    from google.protobuf import json_format
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signature_map)
+    return {
+        "model_spec": {"name": response.model_spec.name, "signature_name": "", "version": str(response.model_spec.version.value)},
+        "metadata": {"signature_def": json_format.MessageToDict(signature_map, preserving_proto_field_name=True)},
+    }
