@@ -21,7 +21,8 @@ Behaviour worth knowing:
 - a request with an empty batch (dimension 0 of size 0) is rejected with
   INVALID_ARGUMENT: there is nothing to generate, and it cannot be batched.
 - requests larger than --max_batch_size (and, with --enable_batching, larger
-  than the batching max_batch_size) get RESOURCE_EXHAUSTED.
+  than the batching max_batch_size) get INVALID_ARGUMENT, as in TF Serving: they
+  can never succeed, so clients must split them rather than retry.
 - non-finite float inputs get INVALID_ARGUMENT (a generator fed NaN returns NaN).
 - binds 127.0.0.1 unless --host says otherwise (TF Serving binds 0.0.0.0).
 - models load only from inside the allowed roots: by default the --model_base_path
@@ -77,7 +78,7 @@ def parse_args(argv=None, prog=None):
         epilog="Security: binds 127.0.0.1 unless --host says otherwise; loads models only from inside "
         "--allowed_model_roots (default: the --model_base_path folder, or the folder holding "
         "--model_config_file); requests over grpc.max_receive_message_length (default 64 MiB) or "
-        "--max_batch_size rows are refused with RESOURCE_EXHAUSTED.",
+        "--max_batch_size rows are refused (RESOURCE_EXHAUSTED; INVALID_ARGUMENT for too many rows).",
     )
     p.add_argument("--port", type=int, default=contract.GRPC_PORT, help="gRPC port (0: pick a free one)")
     p.add_argument("--rest_api_port", type=int, default=contract.REST_PORT, help="REST port; 0 disables REST")
@@ -88,7 +89,7 @@ def parse_args(argv=None, prog=None):
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0, help="0 or less: never look for new versions")
     p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     p.add_argument("--batching_parameters_file", help="BatchingParameters text proto")
-    p.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="larger requests get RESOURCE_EXHAUSTED")
+    p.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="larger requests get INVALID_ARGUMENT")
     p.add_argument("--ssl_config_file", help="SSLConfig text proto (PEM contents inline, as TF Serving reads it)")
     p.add_argument("--monitoring_config_file", help="MonitoringConfig text proto; Prometheus metrics on the REST port")
     p.add_argument("--grpc_channel_arguments",

@@ -149,6 +149,15 @@ class Model:
         self.states[version] = ("END", grpc.StatusCode.OK, "")
         self._log(f"unloaded {self.name} version {version}")
 
+    def version_for_label(self, label: str) -> int:
+        """The version a label names; an unknown label is the caller's mistake (INVALID_ARGUMENT, as TF Serving)."""
+        if label not in self.labels:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Unrecognized servable version label: {label} (labels of model '{self.name}': {sorted(self.labels) or 'none'})",
+            )
+        return self.labels[label]
+
     def resolve(self, spec) -> Servable:
         with self._lock:
             servables = dict(self.servables)
@@ -156,9 +165,7 @@ class Model:
             version = spec.version.value
             request = f"Specific({self.name}, {version})"
         elif spec.version_label:
-            if spec.version_label not in self.labels:
-                raise ServingError(grpc.StatusCode.NOT_FOUND, f"unknown version label '{spec.version_label}' for model '{self.name}'")
-            version = self.labels[spec.version_label]
+            version = self.version_for_label(spec.version_label)
             request = f"Specific({self.name}, {version}) (label '{spec.version_label}')"
         else:
             if not servables:
