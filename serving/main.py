@@ -16,8 +16,10 @@ Behaviour worth knowing:
 - serves the highest integer version under each base path (or what the model's
   version policy in --model_config_file asks for); a version appearing on disk is
   loaded, warmed up (assets.extra/tf_serving_warmup_requests) and then served
-  without a restart; one deleted from disk is unloaded. Hidden (.tmp-*) folders
-  and folders without saved_model.pb are never loaded.
+  without a restart; one deleted from disk is unloaded. Version folders are named
+  by ASCII digits (leading zeros allowed, as in TF Serving) and fit int64; other names
+  are ignored with one warning each. Hidden (.tmp-*) folders and folders without
+  saved_model.pb are never loaded.
 - a request with an empty batch (dimension 0 of size 0) is rejected with
   INVALID_ARGUMENT: there is nothing to generate, and it cannot be batched.
 - requests larger than --max_batch_size (and, with --enable_batching, larger
@@ -28,10 +30,13 @@ Behaviour worth knowing:
 - models load only from inside the allowed roots: by default the --model_base_path
   folder itself, or the folder holding --model_config_file (config entries may not
   point outside it, by `..` or by a symlink); --allowed_model_roots replaces that
-  list. A version folder that is a symlink leading outside the roots is ignored, and a
-  base path that does not exist is an error at start (export a model first).
+  list. A version folder that is, or holds, a symlink leading outside the roots is ignored,
+  and a base path that does not exist is an error at start (export a model first).
+- --model_config_file is checked as TF Serving checks it (unique, non-empty names,
+  non-empty base paths, model_platform "tensorflow"); a bad one stops the start with one line.
 - a version whose load or warmup fails is not served, and not retried until its files
-  change; the next highest loadable version is served meanwhile.
+  change; the next highest loadable version is served meanwhile. Once its folder is gone,
+  so is its error from the model's status.
 - a gRPC request over --grpc_channel_arguments' grpc.max_receive_message_length
   (default here 64 MiB; TF Serving's is 2 GiB) gets RESOURCE_EXHAUSTED, and so does a
   REST body over the same size (HTTP 429); bytes that do not parse as the request
@@ -57,7 +62,7 @@ from gan_pkg import contract
 from gan_pkg.cli import ArgumentParser
 from serving.core import DEFAULT_MAX_BATCH_SIZE, MAX_RECEIVE_OPTION, MAX_REQUEST_BYTES, ModelServer
 from serving.grpc_api import build_grpc_server, grpc_channel_arguments, max_request_bytes, server_options, ssl_credentials
-from serving.repository import Model, _policy_from_config, check_base_path
+from serving.repository import Model, _policy_from_config, check_base_path, validate_model_config_list
 from serving.rest_api import build_rest_server
 
 
@@ -145,13 +150,10 @@ def models_from_args(args, log=print) -> list[Model]:
     from serving import protos
 
     config = protos.parse_text(args.model_config_file, model_server_config_pb2.ModelServerConfig)
-    if not config.HasField("model_config_list") or not config.model_config_list.config:
-        raise ValueError(f"{args.model_config_file}: no model_config_list {{ config {{ ... }} }} entries")
+    validate_model_config_list(config.model_config_list, args.model_config_file)
     root = Path(args.model_config_file).resolve().parent
     models = []
     for entry in config.model_config_list.config:
-        if entry.model_platform and entry.model_platform != "tensorflow":
-            raise ValueError(f"{args.model_config_file}: model '{entry.name}' platform '{entry.model_platform}' is not supported")
         base = Path(entry.base_path)
         base = check_base_path(entry.name, base if base.is_absolute() else root / base, roots, args.model_config_file)
         models.append(Model(entry.name, base, _policy_from_config(entry), dict(entry.version_labels), log=log, roots=roots))
