@@ -145,7 +145,7 @@ def test_publish_under_live_server_never_serves_half_a_version_or_fails_a_reques
             assert ready == ["written\n"], ready
             killed.send_signal(signal.SIGKILL)
             killed.wait(timeout=30)
-            leftovers = list(model_dir.glob(".tmp-export-*"))
+            leftovers = list(model_dir.glob(".tmp-*"))  # export.add_version stages in .tmp-version-*
             assert leftovers and (leftovers[0] / "saved_model.pb").is_file()  # a complete-looking model, unpublished
 
             # (c) folders a non-atomic writer leaves: a version with no saved_model.pb, one whose
