@@ -64,12 +64,13 @@ class ModelServer:
             self._poller = threading.Thread(target=loop, name="version-poller", daemon=True)
             self._poller.start()
 
-    def stop(self):
+    def stop(self, timeout: float = 30.0):
+        """End polling and batching, waiting at most about `timeout` seconds for each."""
         self._stop.set()
         if self._poller is not None:
-            self._poller.join(timeout=30)
+            self._poller.join(timeout=timeout)
         if self.batcher is not None:
-            self.batcher.stop()
+            self.batcher.stop(timeout)
 
     def _warmup(self, servable: Servable):
         """Replay assets.extra/tf_serving_warmup_requests before the version is served."""

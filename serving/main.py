@@ -47,7 +47,8 @@ Behaviour worth knowing:
   request counts and latencies on the REST port; --ssl_config_file (SSLConfig) serves gRPC over TLS
   (server_key and server_cert required; client_verify needs custom_ca). As in TF Serving,
   REST stays plain HTTP: with TLS, keep REST on 127.0.0.1 or disable it (--rest_api_port 0).
-- SIGTERM/SIGINT: stop accepting, finish in-flight requests (queued batches run at once), exit 0.
+- SIGTERM/SIGINT: new calls are refused; calls in flight finish within a 10 s grace period
+  (queued batches run at once; one whose batch has not started by then gets UNAVAILABLE); exit 0.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from gan_pkg import contract
@@ -64,6 +66,8 @@ from serving.core import DEFAULT_MAX_BATCH_SIZE, MAX_RECEIVE_OPTION, MAX_REQUEST
 from serving.grpc_api import build_grpc_server, grpc_channel_arguments, max_request_bytes, server_options, ssl_credentials
 from serving.repository import Model, _policy_from_config, check_base_path, validate_model_config_list
 from serving.rest_api import build_rest_server
+
+SHUTDOWN_GRACE_S = 10.0  # SIGTERM: how long calls in flight get to finish
 
 
 def _bool(text):
@@ -171,16 +175,29 @@ class Running:
             self._rest_thread = threading.Thread(target=rest_server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
             self._rest_thread.start()
 
-    def stop(self, grace: float = 10.0):
-        done = self.grpc_server.stop(grace)  # stops accepting, lets in-flight RPCs finish
+    def stop(self, grace: float = SHUTDOWN_GRACE_S):
+        """Shut down within `grace` seconds. New calls are refused at once; calls in flight (gRPC, REST
+        and the batches queued for them, which run at once) finish within the grace period. A request
+        whose batch has not started when it ends is answered UNAVAILABLE (retry elsewhere), just before
+        gRPC cancels whatever is still running: no work starts for a call nobody waits for any more."""
+        deadline = time.monotonic() + grace
+        margin = min(0.25, grace / 4)  # queued batches are refused (UNAVAILABLE) this long before gRPC cancels
+
+        def left():
+            return max(0.0, deadline - time.monotonic())
+
+        done = self.grpc_server.stop(grace)  # refuses new RPCs now; cancels those still running at the deadline
         if self.core.batcher is not None:
-            self.core.batcher.flush()  # in-flight requests queued for a batch run now, not after batch_timeout
+            self.core.batcher.flush()  # queued batches run now, not after batch_timeout
         if self.rest_server is not None:
             self.rest_server.shutdown()  # stops accepting connections
-            self.rest_server.drain(grace)  # requests already being handled finish
+        if self.core.batcher is not None:
+            self.core.batcher.drain(deadline - margin)
+        if self.rest_server is not None:
+            self.rest_server.drain(left())  # requests already being handled finish
             self.rest_server.server_close()
-        done.wait(grace + 1)
-        self.core.stop()
+        done.wait(left() + margin)
+        self.core.stop(timeout=left() + margin)
 
 
 def start(args, log=print) -> Running:
@@ -262,5 +279,5 @@ def main(argv=None, prog=None) -> int:
     while not stop.wait(0.5):
         pass
     _log("shutting down: draining in-flight requests")
-    running.stop()
+    running.stop(SHUTDOWN_GRACE_S)
     return 0

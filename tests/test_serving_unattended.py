@@ -1,5 +1,6 @@
 """A server you can leave running: what a model's folder may hold (version names, symlinks,
-failed versions coming and going) and a model config checked as TF Serving checks it.
+failed versions coming and going), a model config checked as TF Serving checks it, and a
+shutdown that answers every call in flight within its grace period.
 
 The repository tests drive serving.repository.Model and serving.core.ModelServer directly
 (no ports, no polling thread): one tiny export is made once and linked or copied into each
@@ -7,11 +8,13 @@ layout, inside the allowed root. Every wait is bounded; the property test runs a
 handful of examples.
 """
 
+import concurrent.futures
 import os
 import re
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,12 +24,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import serving.client as client_mod
 from gan_pkg import contract
 from serving import main as server_main
 from serving.core import ModelServer
 from serving.errors import ServingError
 from serving.repository import Model
-from serving_helpers import export_tiny, quiet, server_args
+from serving_helpers import export_tiny, quiet, server_args, wait_for
 
 INT64_MAX = 2**63 - 1
 
@@ -262,3 +266,66 @@ def test_a_bad_model_config_is_one_line_and_a_failing_exit(tmp_path, monkeypatch
         timer.cancel()
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "multiple times" in lines[0], lines
+
+
+# --------------------------------------------------------------------------- shutdown
+
+GRACE_S, BATCH_S, CALLS = 1.0, 0.3, 10
+
+
+def test_stop_answers_every_call_in_flight_within_the_grace_period(root, tmp_path):
+    """CALLS one-row requests queue behind a one-thread batcher whose batches take BATCH_S each (3 s
+    of work); stop(GRACE_S) must return, and every call be answered, within the grace period: the
+    batches that fit run, the rest are refused (UNAVAILABLE), none starts after the grace period,
+    and a new call is refused at once."""
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size { value: 1 }\nbatch_timeout_micros { value: 0 }\n"
+                      "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    running = server_main.start(server_args(model_base_path=str(root / "src" / "gan"), enable_batching=True,
+                                            batching_parameters_file=str(params), rest_api_port=0), log=quiet)
+    servable = running.core.models["gan"].servables[1]
+    run, started = servable.run, []
+
+    def slow(signature, inputs):
+        started.append(time.monotonic())
+        time.sleep(BATCH_S)
+        return run(signature, inputs)
+
+    servable.run = slow
+    target = f"127.0.0.1:{running.grpc_port}"
+
+    def call(seed):
+        with client_mod.GeneratorClient(target, retries=0, timeout=30) as c:
+            try:
+                outcome = ("OK", c.generate(seeds=[seed]).shape)
+            except client_mod.ServingError as error:
+                outcome = (error.code, error.message)
+        return outcome, time.monotonic()
+
+    with concurrent.futures.ThreadPoolExecutor(CALLS) as pool:
+        pending = [pool.submit(call, seed) for seed in range(CALLS)]
+        batcher = running.core.batcher
+        wait_for(lambda: sum(map(len, list(batcher._queues.values()))) >= CALLS - 2, timeout=60, interval=0.01,
+                 what="calls queued behind the first batch")
+        stopper = threading.Thread(target=running.stop, args=(GRACE_S,))
+        stopped = time.monotonic()
+        stopper.start()
+        time.sleep(0.1)
+        with client_mod.GeneratorClient(target, retries=0, timeout=5) as late:
+            with pytest.raises(client_mod.ServingError) as caught:
+                late.generate(seeds=[99])
+        assert caught.value.code == "UNAVAILABLE"
+        stopper.join(timeout=60)
+        took = time.monotonic() - stopped
+        results = [p.result(timeout=60) for p in pending]
+    deadline = stopped + GRACE_S
+    assert took < GRACE_S + 1.0, f"stop took {took:.2f}s"  # before: every queued batch ran first (~3 s)
+    assert all(t <= deadline for t in started), [round(t - stopped, 2) for t in started]  # nothing computed past it
+    assert max(finished for _, finished in results) < deadline + 1.0
+    outcomes = [outcome for outcome, _ in results]
+    served = [o for o in outcomes if o == ("OK", (1, 28, 28, 1))]
+    refused = [o for o in outcomes if o[0] != "OK"]
+    assert served and refused and len(served) + len(refused) == CALLS, outcomes
+    # Refused by the server, saying why; at most the one batch running at the deadline is cut by gRPC itself.
+    said = [message for code, message in refused if code == "UNAVAILABLE" and "shutting down" in message]
+    assert len(said) >= len(refused) - 1 and {code for code, _ in refused} <= {"UNAVAILABLE", "CANCELLED"}, refused
