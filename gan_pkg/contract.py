@@ -25,3 +25,16 @@ METADATA_FILE = "gan_pkg.json"
 
 GRPC_PORT = 8500
 REST_PORT = 8501
+
+# Version folders: <base>/<model_name>/<version>/.
+MAX_VERSION = 2**63 - 1  # versions are int64 in every TF Serving message
+
+
+def version_of(name: str) -> int | None:
+    """A version folder's name -> its version, or None if it names none: ASCII digits only
+    (str.isdigit alone also accepts '²' and '３'), leading zeros allowed (TF Serving reads
+    '007' as 7), and no larger than int64 (a bigger number cannot be named in any request)."""
+    if not (name.isascii() and name.isdigit()):
+        return None
+    version = int(name)
+    return version if version <= MAX_VERSION else None

@@ -41,10 +41,11 @@ from gan_pkg.runtime import dtype_policy
 
 # -- the model repository: <base>/<model_name>/<version>/ --------------------------
 def versions(model_dir: Path) -> list[int]:
-    """Integer version directories under `<base>/<model_name>`, ascending."""
+    """Integer version directories under `<base>/<model_name>` (contract.version_of), ascending."""
     if not Path(model_dir).is_dir():
         return []
-    return sorted(int(p.name) for p in Path(model_dir).iterdir() if p.is_dir() and p.name.isdigit())
+    found = {contract.version_of(p.name) for p in Path(model_dir).iterdir() if p.is_dir()}
+    return sorted(found - {None})
 
 
 def resolve_version(path: Path, version: int | None = None) -> Path:

@@ -47,6 +47,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._flushing = False  # shutting down: run batches at once, but still take in-flight requests
+        self._executing = 0  # batches taken by a worker and not finished yet
         self.batch_sizes = collections.deque(maxlen=1000)  # rows per executed batch, for tests and stats
         self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True) for i in range(max(1, threads))]
         for t in self._threads:
@@ -97,6 +98,7 @@ class Batcher:
                 self._forming.discard(key)
                 self._cond.notify_all()
             if tasks:
+                self._executing += 1
                 return tasks
 
     def _work(self):
@@ -105,7 +107,12 @@ class Batcher:
                 tasks = self._take()
             if tasks is None:
                 return
-            self._execute(tasks)
+            try:
+                self._execute(tasks)
+            finally:
+                with self._cond:
+                    self._executing -= 1
+                    self._cond.notify_all()
 
     def _execute(self, tasks):
         try:
@@ -137,10 +144,39 @@ class Batcher:
             self._flushing = True
             self._cond.notify_all()
 
-    def stop(self):
-        """Run what is queued at once (no more waiting for company), then end the workers."""
+    def drain(self, deadline: float) -> int:
+        """Shutting down: run what is queued at once, until `deadline` (time.monotonic()) at the latest.
+
+        Requests still queued at the deadline are answered UNAVAILABLE (retry elsewhere) and new ones
+        refused, so no batch starts for a call the server has stopped waiting for. Returns how many
+        requests were refused that way. A batch already running is not interrupted.
+        """
+        self.flush()
+        with self._cond:
+            while any(self._queues.values()) or self._executing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            abandoned = []
+            if any(self._queues.values()):
+                self._stopping = True  # refuse what still arrives: the grace period is over
+                for queue in self._queues.values():
+                    abandoned.extend(queue)
+                    queue.clear()  # a worker forming a batch from this queue finds it empty
+                self._cond.notify_all()
+        failure = ServingError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down: the grace period ended "
+                               "before this request's batch could run; retry")
+        for task in abandoned:
+            task.error = failure
+            task.done.set()
+        return len(abandoned)
+
+    def stop(self, timeout: float = 30.0):
+        """Run what is queued at once (no more waiting for company), then end the workers
+        (waiting at most about `timeout` seconds for each)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         for t in self._threads:
-            t.join(timeout=30)
+            t.join(timeout=timeout)

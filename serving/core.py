@@ -3,6 +3,7 @@ Predict / GetModelMetadata / GetModelStatus, shared by the gRPC and REST front e
 
 from __future__ import annotations
 
+import collections
 import sys
 import threading
 import time
@@ -63,12 +64,13 @@ class ModelServer:
             self._poller = threading.Thread(target=loop, name="version-poller", daemon=True)
             self._poller.start()
 
-    def stop(self):
+    def stop(self, timeout: float = 30.0):
+        """End polling and batching, waiting at most about `timeout` seconds for each."""
         self._stop.set()
         if self._poller is not None:
-            self._poller.join(timeout=30)
+            self._poller.join(timeout=timeout)
         if self.batcher is not None:
-            self.batcher.stop()
+            self.batcher.stop(timeout)
 
     def _warmup(self, servable: Servable):
         """Replay assets.extra/tf_serving_warmup_requests before the version is served."""
@@ -134,6 +136,9 @@ class ModelServer:
         unknown = [k for k in output_filter if k not in outputs_known]
         if unknown:
             raise _invalid(f"output tensor alias not found in signature '{signature}': {unknown}; outputs: {outputs_known}")
+        repeated = sorted(k for k, n in collections.Counter(output_filter).items() if n > 1)
+        if repeated:
+            raise _invalid(f"duplicate output tensor alias: {', '.join(repeated)}")
         rows = validate_inputs(servable, signature, inputs, self.max_batch_size)
         if self.batcher is not None:
             outputs = self.batcher.run(servable, signature, inputs, rows)
@@ -194,7 +199,7 @@ class ModelServer:
         states = dict(model.states)
         spec = request.model_spec
         if spec.HasField("version") or spec.version_label:
-            version = spec.version.value if spec.HasField("version") else model.labels.get(spec.version_label)
+            version = spec.version.value if spec.HasField("version") else model.version_for_label(spec.version_label)
             if version not in states:
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model '{model.name}'")
             states = {version: states[version]}

@@ -16,24 +16,30 @@ Behaviour worth knowing:
 - serves the highest integer version under each base path (or what the model's
   version policy in --model_config_file asks for); a version appearing on disk is
   loaded, warmed up (assets.extra/tf_serving_warmup_requests) and then served
-  without a restart; one deleted from disk is unloaded. Hidden (.tmp-*) folders
-  and folders without saved_model.pb are never loaded.
+  without a restart; one deleted from disk is unloaded. Version folders are named
+  by ASCII digits (leading zeros allowed, as in TF Serving) and fit int64; other names
+  are ignored with one warning each. Hidden (.tmp-*) folders and folders without
+  saved_model.pb are never loaded.
 - a request with an empty batch (dimension 0 of size 0) is rejected with
   INVALID_ARGUMENT: there is nothing to generate, and it cannot be batched.
 - requests larger than --max_batch_size (and, with --enable_batching, larger
-  than the batching max_batch_size) get RESOURCE_EXHAUSTED.
+  than the batching max_batch_size) get INVALID_ARGUMENT, as in TF Serving: they
+  can never succeed, so clients must split them rather than retry.
 - non-finite float inputs get INVALID_ARGUMENT (a generator fed NaN returns NaN).
 - binds 127.0.0.1 unless --host says otherwise (TF Serving binds 0.0.0.0).
 - models load only from inside the allowed roots: by default the --model_base_path
   folder itself, or the folder holding --model_config_file (config entries may not
   point outside it, by `..` or by a symlink); --allowed_model_roots replaces that
-  list. A version folder that is a symlink leading outside the roots is ignored, and a
-  base path that does not exist is an error at start (export a model first).
+  list. A version folder that is, or holds, a symlink leading outside the roots is ignored,
+  and a base path that does not exist is an error at start (export a model first).
+- --model_config_file is checked as TF Serving checks it (unique, non-empty names,
+  non-empty base paths, model_platform "tensorflow"); a bad one stops the start with one line.
 - a version whose load or warmup fails is not served, and not retried until its files
-  change; the next highest loadable version is served meanwhile.
+  change; the next highest loadable version is served meanwhile. Once its folder is gone,
+  so is its error from the model's status.
 - a gRPC request over --grpc_channel_arguments' grpc.max_receive_message_length
   (default here 64 MiB; TF Serving's is 2 GiB) gets RESOURCE_EXHAUSTED, and so does a
-  REST body over the same size (HTTP 429); bytes that do not parse as the request
+  REST body over the same size (HTTP 413, unread); bytes that do not parse as the request
   message get INVALID_ARGUMENT; a REST client that stops sending mid-body is cut off
   after 30 s (HTTP 400).
 - --port 0 picks a free gRPC port (the ready line names it); --rest_api_port 0 disables REST.
@@ -41,7 +47,8 @@ Behaviour worth knowing:
   request counts and latencies on the REST port; --ssl_config_file (SSLConfig) serves gRPC over TLS
   (server_key and server_cert required; client_verify needs custom_ca). As in TF Serving,
   REST stays plain HTTP: with TLS, keep REST on 127.0.0.1 or disable it (--rest_api_port 0).
-- SIGTERM/SIGINT: stop accepting, finish in-flight requests (queued batches run at once), exit 0.
+- SIGTERM/SIGINT: new calls are refused; calls in flight finish within a 10 s grace period
+  (queued batches run at once; one whose batch has not started by then gets UNAVAILABLE); exit 0.
 """
 
 from __future__ import annotations
@@ -50,14 +57,17 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from gan_pkg import contract
 from gan_pkg.cli import ArgumentParser
 from serving.core import DEFAULT_MAX_BATCH_SIZE, MAX_RECEIVE_OPTION, MAX_REQUEST_BYTES, ModelServer
 from serving.grpc_api import build_grpc_server, grpc_channel_arguments, max_request_bytes, server_options, ssl_credentials
-from serving.repository import Model, _policy_from_config, check_base_path
+from serving.repository import Model, _policy_from_config, check_base_path, validate_model_config_list
 from serving.rest_api import build_rest_server
+
+SHUTDOWN_GRACE_S = 10.0  # SIGTERM: how long calls in flight get to finish
 
 
 def _bool(text):
@@ -77,7 +87,7 @@ def parse_args(argv=None, prog=None):
         epilog="Security: binds 127.0.0.1 unless --host says otherwise; loads models only from inside "
         "--allowed_model_roots (default: the --model_base_path folder, or the folder holding "
         "--model_config_file); requests over grpc.max_receive_message_length (default 64 MiB) or "
-        "--max_batch_size rows are refused with RESOURCE_EXHAUSTED.",
+        "--max_batch_size rows are refused (RESOURCE_EXHAUSTED; INVALID_ARGUMENT for too many rows).",
     )
     p.add_argument("--port", type=int, default=contract.GRPC_PORT, help="gRPC port (0: pick a free one)")
     p.add_argument("--rest_api_port", type=int, default=contract.REST_PORT, help="REST port; 0 disables REST")
@@ -88,7 +98,7 @@ def parse_args(argv=None, prog=None):
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0, help="0 or less: never look for new versions")
     p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     p.add_argument("--batching_parameters_file", help="BatchingParameters text proto")
-    p.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="larger requests get RESOURCE_EXHAUSTED")
+    p.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="larger requests get INVALID_ARGUMENT")
     p.add_argument("--ssl_config_file", help="SSLConfig text proto (PEM contents inline, as TF Serving reads it)")
     p.add_argument("--monitoring_config_file", help="MonitoringConfig text proto; Prometheus metrics on the REST port")
     p.add_argument("--grpc_channel_arguments",
@@ -144,13 +154,10 @@ def models_from_args(args, log=print) -> list[Model]:
     from serving import protos
 
     config = protos.parse_text(args.model_config_file, model_server_config_pb2.ModelServerConfig)
-    if not config.HasField("model_config_list") or not config.model_config_list.config:
-        raise ValueError(f"{args.model_config_file}: no model_config_list {{ config {{ ... }} }} entries")
+    validate_model_config_list(config.model_config_list, args.model_config_file)
     root = Path(args.model_config_file).resolve().parent
     models = []
     for entry in config.model_config_list.config:
-        if entry.model_platform and entry.model_platform != "tensorflow":
-            raise ValueError(f"{args.model_config_file}: model '{entry.name}' platform '{entry.model_platform}' is not supported")
         base = Path(entry.base_path)
         base = check_base_path(entry.name, base if base.is_absolute() else root / base, roots, args.model_config_file)
         models.append(Model(entry.name, base, _policy_from_config(entry), dict(entry.version_labels), log=log, roots=roots))
@@ -168,16 +175,29 @@ class Running:
             self._rest_thread = threading.Thread(target=rest_server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
             self._rest_thread.start()
 
-    def stop(self, grace: float = 10.0):
-        done = self.grpc_server.stop(grace)  # stops accepting, lets in-flight RPCs finish
+    def stop(self, grace: float = SHUTDOWN_GRACE_S):
+        """Shut down within `grace` seconds. New calls are refused at once; calls in flight (gRPC, REST
+        and the batches queued for them, which run at once) finish within the grace period. A request
+        whose batch has not started when it ends is answered UNAVAILABLE (retry elsewhere), just before
+        gRPC cancels whatever is still running: no work starts for a call nobody waits for any more."""
+        deadline = time.monotonic() + grace
+        margin = min(0.25, grace / 4)  # queued batches are refused (UNAVAILABLE) this long before gRPC cancels
+
+        def left():
+            return max(0.0, deadline - time.monotonic())
+
+        done = self.grpc_server.stop(grace)  # refuses new RPCs now; cancels those still running at the deadline
         if self.core.batcher is not None:
-            self.core.batcher.flush()  # in-flight requests queued for a batch run now, not after batch_timeout
+            self.core.batcher.flush()  # queued batches run now, not after batch_timeout
         if self.rest_server is not None:
             self.rest_server.shutdown()  # stops accepting connections
-            self.rest_server.drain(grace)  # requests already being handled finish
+        if self.core.batcher is not None:
+            self.core.batcher.drain(deadline - margin)
+        if self.rest_server is not None:
+            self.rest_server.drain(left())  # requests already being handled finish
             self.rest_server.server_close()
-        done.wait(grace + 1)
-        self.core.stop()
+        done.wait(left() + margin)
+        self.core.stop(timeout=left() + margin)
 
 
 def start(args, log=print) -> Running:
@@ -259,5 +279,5 @@ def main(argv=None, prog=None) -> int:
     while not stop.wait(0.5):
         pass
     _log("shutting down: draining in-flight requests")
-    running.stop()
+    running.stop(SHUTDOWN_GRACE_S)
     return 0

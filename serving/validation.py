@@ -67,7 +67,7 @@ def check_input(signature: str, key: str, spec: tuple, dims: list[int] | None, g
 def check_batch_size(rows: int, max_batch_size: int) -> None:
     if rows > max_batch_size:
         raise ServingError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.INVALID_ARGUMENT,  # as TF Serving's batch scheduler: it can never succeed, so no retry
             f"batch of {rows} rows is larger than the maximum batch size {max_batch_size}; split the request",
         )
 

@@ -285,6 +285,8 @@ def test_resolve_version_picks_versions(tmp_path):
         (tmp_path / "gan" / str(version)).mkdir(parents=True)
         (tmp_path / "gan" / str(version) / "saved_model.pb").write_bytes(b"")
     (tmp_path / "gan" / ".tmp-version-x").mkdir()
+    for not_a_version in ("²", "３", str(2**63)):  # isdigit() says yes; not ASCII digits, or past int64
+        (tmp_path / "gan" / not_a_version).mkdir()
     assert export.resolve_version(tmp_path / "gan") == tmp_path / "gan" / "20"  # numeric, not lexical
     assert export.resolve_version(tmp_path / "gan", 3) == tmp_path / "gan" / "3"
     assert export.resolve_version(tmp_path / "gan" / "1") == tmp_path / "gan" / "1"

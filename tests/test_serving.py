@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -172,7 +173,10 @@ BAD_REQUESTS = {
     "unknown version": (dict(version=99), "NOT_FOUND", "99"),
     "unknown signature": (dict(signature_name="nope"), "FAILED_PRECONDITION", "nope"),
     "unknown output_filter": (dict(output_filter=["nope"]), "INVALID_ARGUMENT", "nope"),
-    "over max_batch_size": (dict(inputs={contract.NOISE: np.zeros((9, LATENT), np.float32)}), "RESOURCE_EXHAUSTED", "9"),
+    # TF Serving's codes for what can never succeed: INVALID_ARGUMENT, not a code that invites a retry.
+    "over max_batch_size": (dict(inputs={contract.NOISE: np.zeros((9, LATENT), np.float32)}), "INVALID_ARGUMENT", "9"),
+    "unknown version label": (dict(version_label="nope"), "INVALID_ARGUMENT", "nope"),
+    "duplicate output_filter": (dict(output_filter=[contract.IMAGES, contract.IMAGES]), "INVALID_ARGUMENT", "duplicate"),
 }
 
 
@@ -200,6 +204,17 @@ def test_client_raises_serving_error_with_code(served):
         with pytest.raises(client_mod.ServingError) as caught:
             c.generate(seeds=[1])
     assert caught.value.code == "NOT_FOUND"
+
+
+def test_client_does_not_retry_what_can_never_succeed(served, monkeypatch):
+    slept = []
+    monkeypatch.setattr(client_mod, "time", SimpleNamespace(sleep=slept.append))  # the client's backoff only
+    with client_mod.GeneratorClient(f"127.0.0.1:{served.grpc_port}", retries=3) as c:
+        for call in (lambda: c.generate(seeds=list(range(9))), lambda: c.predict(seeds=[1], output_filter=[contract.IMAGES] * 2)):
+            with pytest.raises(client_mod.ServingError) as caught:
+                call()
+            assert caught.value.code == "INVALID_ARGUMENT", caught.value.message
+    assert slept == []
 
 
 # --------------------------------------------------------------------------- REST
@@ -247,7 +262,8 @@ def test_rest_png_is_b64_and_rest_client(served, client):
         ("/v1/models/gan:predict", b'{"signature_name": "generate", "instances": [1.5]}', 400),
         ("/v1/models/nope:predict", b'{"instances": [1]}', 404),
         ("/v1/models/gan/versions/9:predict", b'{"instances": [1]}', 404),
-        ("/v1/models/gan:predict", json.dumps({"signature_name": "generate", "instances": list(range(9))}).encode(), 429),
+        ("/v1/models/gan:predict", json.dumps({"signature_name": "generate", "instances": list(range(9))}).encode(), 400),
+        ("/v1/models/gan/labels/nope:predict", b'{"instances": [1]}', 400),
         ("/v2/whatever", b"{}", 404),
     ],
 )
@@ -318,7 +334,7 @@ def test_batching_merges_concurrent_requests(tmp_path, export_base, client):
         with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0) as c:
             with pytest.raises(client_mod.ServingError) as caught:
                 c.generate(seeds=list(range(17)))
-            assert caught.value.code == "RESOURCE_EXHAUSTED"
+            assert caught.value.code == "INVALID_ARGUMENT"
     finally:
         running.stop(grace=2)
 
