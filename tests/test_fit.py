@@ -69,8 +69,8 @@ def test_export_loads_without_gan_pkg_and_reproduces_the_generator(trained):
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
-    command = [sys.executable, "-m", "gan_pkg.fit", "--steps", "1800", "--batch-size", "8",
-               "--workdir", str(tmp_path / "run"), "--no-export", *TINY_FLAGS]
+    command = [sys.executable, "-m", "gan_pkg.fit", "--steps", "900",
+               "--workdir", str(tmp_path / "run"), "--no-export", *tiny_flags("dcgan", batch_size=16)]
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, "PATH": "/usr/bin:/bin"}
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 180
@@ -85,8 +85,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert second.returncode == 0, second.stderr
     resumed = [line for line in second.stdout.splitlines() if line.startswith("resumed from")]
-    assert resumed == [f"resumed from {tmp_path / 'run' / 'checkpoints' / f'ckpt-{epoch:04d}.keras'} at step {epoch * 600} (epoch {epoch})"]
-    assert "to step 1800" in second.stdout  # 3 epochs of 600 steps (4,900 images / batch 8)
+    assert resumed == [f"resumed from {tmp_path / 'run' / 'checkpoints' / f'ckpt-{epoch:04d}.keras'} at step {epoch * 300} (epoch {epoch})"]
+    assert "to step 900" in second.stdout  # 3 epochs of 300 steps (4,900 images / batch 16)
 
 
 class _PoisonDiscriminator(keras.callbacks.Callback):

@@ -31,7 +31,7 @@ from serving import main as server_main
 from serving_helpers import LATENT, REPO, export_tiny, quiet, server_args, wait_for
 from tiny import tiny
 
-SOAK_REQUESTS = int(os.environ.get("GAN_SOAK_REQUESTS", "20000"))
+SOAK_REQUESTS = int(os.environ.get("GAN_SOAK_REQUESTS", "8000"))
 SOAK_CLIENTS = int(os.environ.get("GAN_SOAK_CLIENTS", "32"))
 SOAK_RSS_GROWTH_MB = 50
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
