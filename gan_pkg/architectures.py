@@ -5,6 +5,11 @@ tuning can change them. Discriminators end in a linear unit (a logit): the
 seeds' final sigmoid lives in the loss instead, where it is numerically stable
 and where hinge/WGAN losses can do without it. Parameter counts are unchanged.
 Output layers run in float32 so mixed precision never reaches the images.
+
+Conditioning (`config.num_classes` > 0) is one scheme for every image builder:
+the generator takes [noise, label] and sees the noise joined to a learned label
+embedding (Mirza & Osindero's cGAN); the discriminator takes [image, label] and
+adds a projection head to its logit (Miyato & Koyama 2018). Labels are int32.
 """
 
 from __future__ import annotations
@@ -35,8 +40,27 @@ def _output_activation(config: GANConfig) -> layers.Layer:
     return layers.Activation("tanh" if config.output_range else "linear", dtype="float32")
 
 
-def _logit() -> layers.Layer:
-    return layers.Dense(1, dtype="float32", name="logit")
+def _generator_inputs(config: GANConfig):
+    """(the generator's inputs, the vector its first layer sees): the noise, joined to an
+    embedding of the label when the config is conditional."""
+    noise = keras.Input((config.latent_dim,), name="noise")
+    if not config.is_conditional:
+        return noise, noise
+    label = keras.Input((), dtype="int32", name="label")
+    code = layers.Embedding(config.num_classes, config.num_classes, name="label_embedding")(label)
+    return [noise, label], layers.Concatenate(name="noise_and_label")([noise, code])
+
+
+def _discriminator(config: GANConfig, image, features) -> keras.Model:
+    """D from its input and its last features: a linear logit, plus, when conditional, the
+    projection <embed(label), features> that scores how well the image fits its label."""
+    logit = layers.Dense(1, dtype="float32", name="logit")(features)
+    if not config.is_conditional:
+        return keras.Model(image, logit, name="discriminator")
+    label = keras.Input((), dtype="int32", name="label")
+    embedded = layers.Embedding(config.num_classes, features.shape[-1], dtype="float32", name="label_projection")(label)
+    projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, features])
+    return keras.Model([image, label], layers.Add(dtype="float32", name="conditional_logit")([logit, projection]), name="discriminator")
 
 
 def _check_lengths(config: GANConfig, *pairs: tuple[str, int]) -> None:
@@ -74,12 +98,12 @@ def _check_image_size(config: GANConfig, generator: keras.Model) -> None:
 
 def build_dcgan(config: GANConfig):
     """Seed 000: UpSampling+Conv generator, strided-conv discriminator."""
-    z = keras.Input((config.latent_dim,), name="noise")
+    inputs, z = _generator_inputs(config)
     x = layers.Dense(math.prod(config.g_initial_shape), activation="relu")(z)
     x = layers.Reshape(config.g_initial_shape)(x)
     if config.g_bn_momentum:
         x = _batch_norm(config, config.g_bn_momentum)(x)
-    generator = keras.Model(z, _conv_generator_body(config, x), name="generator")
+    generator = keras.Model(inputs, _conv_generator_body(config, x), name="generator")
     _check_image_size(config, generator)
 
     _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
@@ -96,14 +120,13 @@ def build_dcgan(config: GANConfig):
         if config.d_bn_momentum and 0 < i < last:  # the seed normalises the middle blocks only
             x = _batch_norm(config, config.d_bn_momentum)(x)
     x = layers.Flatten()(x)
-    discriminator = keras.Model(image, _logit()(x), name="discriminator")
-    return generator, discriminator
+    return generator, _discriminator(config, image, x)
 
 
 def build_conv(config: GANConfig):
     """Seed 001: the configurable conv GAN (every per-layer list is a field)."""
     init = keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
-    z = keras.Input((config.latent_dim,), name="noise")
+    inputs, z = _generator_inputs(config)
     x = layers.Dense(math.prod(config.g_initial_shape), kernel_initializer=init)(z)
     if config.g_bn_momentum:
         x = _batch_norm(config, config.g_bn_momentum)(x)
@@ -111,7 +134,7 @@ def build_conv(config: GANConfig):
     x = layers.Reshape(config.g_initial_shape)(x)
     if config.g_dropout:
         x = layers.Dropout(config.g_dropout)(x)
-    generator = keras.Model(z, _conv_generator_body(config, x, init), name="generator")
+    generator = keras.Model(inputs, _conv_generator_body(config, x, init), name="generator")
     _check_image_size(config, generator)
 
     _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
@@ -125,20 +148,18 @@ def build_conv(config: GANConfig):
         if config.d_dropout:
             x = layers.Dropout(config.d_dropout)(x)
     x = layers.Flatten()(x)
-    discriminator = keras.Model(image, _logit()(x), name="discriminator")
-    return generator, discriminator
+    return generator, _discriminator(config, image, x)
 
 
 def build_mlp(config: GANConfig):
     """Seed 002: dense generator and discriminator on flattened images."""
-    z = keras.Input((config.latent_dim,), name="noise")
-    x = z
+    inputs, x = _generator_inputs(config)
     for units in config.g_filters:
         x = layers.Dense(units)(x)
         x = _activation(config.g_activation)(x)
     x = layers.Dense(math.prod(config.image_shape))(x)
     x = layers.Reshape(config.image_shape)(_output_activation(config)(x))
-    generator = keras.Model(z, x, name="generator")
+    generator = keras.Model(inputs, x, name="generator")
 
     image = keras.Input(config.image_shape, name="image")
     x = layers.Flatten()(image)
@@ -148,8 +169,7 @@ def build_mlp(config: GANConfig):
         x = _activation(config.d_activation)(x)
         if config.d_dropout and i < last:  # the seed drops out after all but the last
             x = layers.Dropout(config.d_dropout)(x)
-    discriminator = keras.Model(image, _logit()(x), name="discriminator")
-    return generator, discriminator
+    return generator, _discriminator(config, image, x)
 
 
 @keras.saving.register_keras_serializable(package="gan_pkg")
@@ -173,6 +193,8 @@ def build_dist1d(config: GANConfig):
             f"must equal the vector length ({length})"
         )
     _check_lengths(config, ("g_filters", 2))
+    if config.is_conditional:
+        raise ValueError("dist1d draws unlabelled 1-D samples: num_classes must be 0")
     z = keras.Input((config.latent_dim,), name="noise")
     x = layers.Reshape((length, 1))(z)
     x = layers.Conv1D(config.g_filters[0], 1, activation="relu")(x)
@@ -184,21 +206,19 @@ def build_dist1d(config: GANConfig):
     x = WithSquaredDeviation()(sample)
     for units in config.d_filters:
         x = layers.Dense(units, activation="relu")(x)
-    discriminator = keras.Model(sample, _logit()(x), name="discriminator")
-    return generator, discriminator
+    return generator, _discriminator(config, sample, x)
 
 
 def build_conv_tanh(config: GANConfig):
     """Seed 003 section 7.3: tanh everywhere, MaxPooling discriminator."""
-    z = keras.Input((config.latent_dim,), name="noise")
-    x = z
+    inputs, x = _generator_inputs(config)
     for units in config.g_dense_units:
         x = layers.Dense(units, activation=config.g_activation)(x)
     x = layers.Dense(math.prod(config.g_initial_shape), activation=config.g_activation)(x)
     if config.g_bn_momentum:
         x = _batch_norm(config, config.g_bn_momentum)(x)
     x = layers.Reshape(config.g_initial_shape)(x)
-    generator = keras.Model(z, _conv_generator_body(config, x), name="generator")
+    generator = keras.Model(inputs, _conv_generator_body(config, x), name="generator")
     _check_image_size(config, generator)
 
     _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
@@ -212,8 +232,7 @@ def build_conv_tanh(config: GANConfig):
     x = layers.Flatten()(x)
     for units in config.d_dense_units:
         x = layers.Dense(units, activation=config.d_activation)(x)
-    discriminator = keras.Model(image, _logit()(x), name="discriminator")
-    return generator, discriminator
+    return generator, _discriminator(config, image, x)
 
 
 ARCHITECTURES: dict[str, Callable[[GANConfig], tuple[keras.Model, keras.Model]]] = {

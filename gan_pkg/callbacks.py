@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import keras
@@ -23,7 +24,7 @@ from gan_pkg import pictures, runs
 from gan_pkg.classifier import BATCH, get_classifier
 from gan_pkg.config import GANConfig
 from gan_pkg.files import atomic_path, write_json
-from gan_pkg.gan import sample_latent
+from gan_pkg.gan import class_rows, sample_latent
 from gan_pkg.metrics import fid, kid
 
 def scalar(value) -> float:
@@ -33,24 +34,33 @@ def scalar(value) -> float:
 
 class SampleMonitor(keras.callbacks.Callback):
     """Each epoch: a grid from fixed noise (same noise every epoch, so progress
-    is visible), the same grid in TensorBoard; 1-D presets get seed 003's
-    histogram and mean/std line instead."""
+    is visible), the same grid in TensorBoard; a conditional GAN's grid has one
+    row per class with the same noise down each column. 1-D presets get seed
+    003's histogram and mean/std line instead."""
+
+    CLASS_COLUMNS = 8
 
     def __init__(self, config: GANConfig, workdir: Path, holdout: np.ndarray, num: int = 64):
         super().__init__()
         self.config = config
         self.directory = Path(workdir) / runs.SAMPLES
         self.holdout = holdout
+        self.labels, self.columns = None, None
+        if config.is_conditional:
+            rows, self.labels = class_rows(config.num_classes, self.CLASS_COLUMNS)
+            num, self.columns = self.CLASS_COLUMNS, self.CLASS_COLUMNS
         self.noise = sample_latent((num, config.latent_dim), [config.seed, 7], config.latent_distribution, config.latent_range)
+        if config.is_conditional:
+            self.noise = tf.gather(self.noise, rows)
         self.writer = tf.summary.create_file_writer(str(Path(workdir) / runs.TENSORBOARD / "samples"))
 
     def on_epoch_end(self, epoch, logs=None):
-        generated = self.model.inference_generator(self.noise, training=False)
+        generated = self.model.sample(self.noise, self.labels)
         step = int(self.model.g_optimizer.iterations.numpy())
         picture = self.directory / f"epoch_{epoch + 1:04d}.png"
         if self.config.is_image:
             images = data_lib.to_unit_range(generated, self.config.output_range).numpy()
-            pictures.save_grid(images, picture)
+            pictures.save_grid(images, picture, self.columns)
             with self.writer.as_default():
                 tf.summary.image("samples", images[:16], step=step, max_outputs=16)
         else:
@@ -107,6 +117,28 @@ class NaNGuard(keras.callbacks.Callback):
                 return
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """`--max-time`: stop at the end of the step that crosses `seconds` of training
+    (set-up excluded), as PyTorch Lightning's `max_time`. The epoch then ends early;
+    `partial_epoch` tells the checkpointer that it did not complete."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.started = None
+        self.reached = False
+        self.partial_epoch = False
+
+    def on_train_begin(self, logs=None):
+        self.started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.reached and time.monotonic() - self.started >= self.seconds:
+            self.reached = True
+            self.partial_epoch = batch + 1 < (self.params or {}).get("steps", batch + 1)
+            self.model.stop_training = True
+
+
 class Checkpointer(keras.callbacks.Callback):
     """Whole-model `.keras` (both optimizers, their step) after every epoch.
 
@@ -115,11 +147,15 @@ class Checkpointer(keras.callbacks.Callback):
     strategy every worker must save (reading the metrics' sync-on-read
     variables is a collective), so non-chief workers save to a scratch file
     and delete it, as Keras' own multi-worker checkpointing does.
+
+    A `budget` that stopped mid-epoch gets its checkpoint numbered by the epochs
+    completed (the weights are newer): a rerun redoes that epoch from its start.
     """
 
-    def __init__(self, directory: Path, guard: NaNGuard, keep: int = runs.KEEP_CHECKPOINTS, chief: bool = True):
+    def __init__(self, directory: Path, guard: NaNGuard, keep: int = runs.KEEP_CHECKPOINTS, chief: bool = True,
+                 budget: TimeBudget | None = None):
         super().__init__()
-        self.directory, self.guard, self.keep, self.chief = Path(directory), guard, keep, chief
+        self.directory, self.guard, self.keep, self.chief, self.budget = Path(directory), guard, keep, chief, budget
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.failure or not all(math.isfinite(scalar(v)) for v in (logs or {}).values()):
@@ -129,13 +165,14 @@ class Checkpointer(keras.callbacks.Callback):
                 self.model.save(os.path.join(scratch, "worker.keras"))
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        target = runs.checkpoint_path(self.directory, epoch + 1)
+        completed = epoch if self.budget is not None and self.budget.partial_epoch else epoch + 1
+        target = runs.checkpoint_path(self.directory, completed)
         with atomic_path(target) as temporary:
             self.model.save(temporary)
         for _, old in runs.list_checkpoints(self.directory)[: -self.keep]:
             old.unlink(missing_ok=True)
         if "val_fid" in (logs or {}):
-            self._keep_if_best(target, epoch + 1, scalar(logs["val_fid"]))
+            self._keep_if_best(target, completed, scalar(logs["val_fid"]))
 
     def _keep_if_best(self, checkpoint: Path, epoch: int, fid: float) -> None:
         """best.keras: the checkpoint with the lowest val_fid so far (kept across resumes)."""
@@ -170,15 +207,18 @@ class ValFID(keras.callbacks.Callback):
         holdout = data_lib.load(config).holdout if holdout is None else holdout
         self.ref_feats, _ = self.classifier(np.asarray(holdout, np.float32) / 255.0)
         self.noise = sample_latent((num_samples, config.latent_dim), [config.seed, 97], config.latent_distribution, config.latent_range)
+        self.labels = np.arange(num_samples) % config.num_classes if config.is_conditional else None  # every class alike
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         self.last: dict = {}
 
     def compute(self) -> dict:
-        generator = self.model.inference_generator
+        batches = [slice(i, i + self.batch_size) for i in range(0, int(self.noise.shape[0]), self.batch_size)]
         images = np.concatenate(
             [
-                data_lib.to_unit_range(generator(self.noise[i : i + self.batch_size], training=False), self.config.output_range).numpy()
-                for i in range(0, int(self.noise.shape[0]), self.batch_size)
+                data_lib.to_unit_range(
+                    self.model.sample(self.noise[b], None if self.labels is None else self.labels[b]), self.config.output_range
+                ).numpy()
+                for b in batches
             ]
         ).astype(np.float32)
         if not np.isfinite(images).all():

@@ -27,6 +27,9 @@ class GANConfig:
     latent_distribution: str = "normal"  # "normal" (mean 0, std 1) or "uniform"
     latent_range: tuple = (-1.0, 1.0)  # bounds of the uniform distribution
     output_range: tuple = (-1.0, 1.0)  # range real data is scaled to; () = unscaled
+    # > 0: class-conditional on labels 0..num_classes-1 (image presets): G gets the label
+    # joined to its noise, D a projection head; the data must carry labels.
+    num_classes: int = 0
 
     # Generator: dense to `g_initial_shape`, then one conv block per `g_filters`
     # entry and an output conv with the image's channels; `g_kernel_sizes` and
@@ -81,6 +84,10 @@ class GANConfig:
     def is_image(self) -> bool:
         return len(self.image_shape) == 3
 
+    @property
+    def is_conditional(self) -> bool:
+        return self.num_classes > 0
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -115,6 +122,10 @@ class GANConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
         if config.epochs < 0:
             raise ValueError(f"epochs must be at least 1 (or 0 to train --steps), got {config.epochs}")
+        if config.num_classes < 0 or config.num_classes == 1:
+            raise ValueError(f"num_classes must be 0 (unconditional) or at least 2, got {config.num_classes}")
+        if config.num_classes and not config.is_image:
+            raise ValueError(f"num_classes: preset {config.preset!r} makes 1-D samples, which carry no labels; conditioning needs an image preset")
         return config
 
 
@@ -163,6 +174,8 @@ DCGAN = GANConfig()
 PRESETS: dict[str, GANConfig] = {
     # Seed 000 (param counts printed there), trained at seed 004's batch 32.
     "dcgan": DCGAN,
+    # Seed 000's DCGAN asked for a digit: the label joins G's noise and D's projection head.
+    "cdcgan": dataclasses.replace(DCGAN, preset="cdcgan", num_classes=10),
     # Seed 001: the book's configurable conv GAN, every per-layer list a field.
     "conv": dataclasses.replace(
         DCGAN,

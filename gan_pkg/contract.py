@@ -14,9 +14,17 @@ GENERATE_PNG = "generate_png"  # seed -> png (image presets only)
 
 NOISE = "noise"  # float32 [batch, latent_dim]
 SEED = "seed"  # int64 [batch]; row i depends only on seed[i]
+LABEL = "label"  # int64 [batch] in [0, num_classes): every signature of a conditional export
 IMAGES = "images"  # float32 [batch, H, W, C] in [0, 1]
 SAMPLES = "samples"  # float32 [batch, n] (1-D presets)
 PNG = "png"  # string [batch], encoded PNG
+
+
+
+def label_range_message(num_classes: int) -> str:
+    """What both servers say about an out-of-range label (the export's Assert op carries it)."""
+    return f"label must be an integer in [0, {num_classes}) (num_classes={num_classes})"
+
 
 # Files TF Serving (or we) read next to saved_model.pb.
 ASSETS_EXTRA = "assets.extra"

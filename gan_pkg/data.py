@@ -137,9 +137,11 @@ def _image_folder(path: Path, config: GANConfig) -> Data:
     height, width, channels = config.image_shape
     if channels not in (1, 3):
         raise DataError(f"{path}: image folders give 1 (grayscale) or 3 (RGB) channels, preset wants {channels}")
+    # A conditional preset reads one subfolder per class, labelled in sorted name order.
+    labelled = config.is_conditional and any(p.is_dir() for p in path.iterdir())
     dataset = keras.utils.image_dataset_from_directory(
         path,
-        labels=None,
+        labels="inferred" if labelled else None,
         color_mode="grayscale" if channels == 1 else "rgb",
         image_size=(height, width),
         batch_size=None,
@@ -147,10 +149,12 @@ def _image_folder(path: Path, config: GANConfig) -> Data:
         verbose=False,
     )
     try:
-        images = np.stack([np.asarray(image) for image in dataset])
+        pairs = [(np.asarray(x), int(y)) for x, y in dataset] if labelled else [(np.asarray(x), 0) for x in dataset]
     except tf.errors.OpError:
         raise DataError(f"{_first_undecodable(files)}: cannot be decoded as an image; remove or replace it") from None
-    return _split(np.clip(np.round(images), 0, 255).astype(np.uint8), None, config.holdout)
+    images = np.stack([x for x, _ in pairs])
+    labels = np.array([y for _, y in pairs], np.int64) if labelled else None
+    return _split(np.clip(np.round(images), 0, 255).astype(np.uint8), labels, config.holdout)
 
 
 def _first_undecodable(files) -> str:
@@ -170,6 +174,33 @@ def _normal1d(config: GANConfig) -> Data:
 
 def load(config: GANConfig) -> Data:
     """Load and check `config.data`; raise DataError with a clear message."""
+    data = _load(config)
+    if config.is_conditional:
+        _check_labels(data, config)
+    return data
+
+
+def _check_labels(data: Data, config: GANConfig) -> None:
+    """A conditional preset needs a label in [0, num_classes) for every training example."""
+    if data.train_labels is None:
+        raise DataError(
+            f"{config.data}: preset {config.preset!r} is conditional (num_classes={config.num_classes}) but this data "
+            "has no labels; use mnist-sample, an .npz with y_train, or a folder with one subfolder per class "
+            "(or --set num_classes=0 to train unconditionally)"
+        )
+    for name, labels in (("training", data.train_labels), ("held-out", data.holdout_labels)):
+        if labels is None:
+            continue
+        labels = np.asarray(labels).reshape(-1)
+        if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= config.num_classes)):
+            found = f"{labels.min()}..{labels.max()}" if labels.size and np.issubdtype(labels.dtype, np.number) else str(labels.dtype)
+            raise DataError(
+                f"{config.data}: {name} labels must be integers in 0..{config.num_classes - 1} "
+                f"(num_classes={config.num_classes}), found {found}"
+            )
+
+
+def _load(config: GANConfig) -> Data:
     source = config.data
     if source == "mnist-sample":
         return _mnist_sample(config)
@@ -211,11 +242,17 @@ def training_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
         ).prefetch(tf.data.AUTOTUNE)
     if len(data.train) < config.batch_size:
         raise DataError(f"{len(data.train)} training examples is fewer than one batch of {config.batch_size}")
+    if config.is_conditional:  # (images, labels): the GAN draws its fakes' labels from the real batch
+        examples = (data.train, np.asarray(data.train_labels, np.int32).reshape(-1))
+        scale = lambda x, y: (scale_images(x, config.output_range), y)  # noqa: E731
+    else:
+        examples = data.train
+        scale = lambda x: scale_images(x, config.output_range)  # noqa: E731
     return (
-        tf.data.Dataset.from_tensor_slices(data.train)
+        tf.data.Dataset.from_tensor_slices(examples)
         .shuffle(len(data.train), seed=config.seed, reshuffle_each_iteration=True)
         .repeat()
         .batch(config.batch_size, drop_remainder=True)
-        .map(lambda x: scale_images(x, config.output_range), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(scale, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )

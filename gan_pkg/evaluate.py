@@ -1,7 +1,10 @@
 """Evaluate a generator: sample it, score it, report it beside the real floor.
 
 FID / KID / classifier score / precision-recall / mode
-coverage / memorization (and mean, std, KS for the 1-D preset).
+coverage / memorization (and mean, std, KS for the 1-D preset). A conditional
+generator is asked for every class equally often and also gets, per class, the
+shipped classifier's accuracy on its images (TF-GAN's conditional eval) and the
+intra-class FID against the held-out images of that class.
 
 Every figure is measured against the fixed held-out real set and printed
 beside the same figure for real training images (the real-vs-real floor): a
@@ -67,11 +70,17 @@ MEMORIZATION_QUANTILE = 0.05  # share of held-out digits closer to train than th
 # =============================================================================
 # Evaluating a generator
 # =============================================================================
-SampleFn = Callable[[np.ndarray], np.ndarray]
+# seeds [N] (and, for a conditional config, labels [N]) -> samples [N, ...]
+SampleFn = Callable[..., np.ndarray]
 
 
 def sample_seeds(num_samples: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 2**62, num_samples, dtype=np.int64)
+
+
+def sample_labels(num_samples: int, num_classes: int) -> np.ndarray:
+    """The classes asked of a conditional generator: each class equally often."""
+    return np.arange(num_samples, dtype=np.int64) % num_classes
 
 
 def keras_sample_fn(generator, config, batch_size: int = BATCH) -> SampleFn:
@@ -82,14 +91,16 @@ def keras_sample_fn(generator, config, batch_size: int = BATCH) -> SampleFn:
     from gan_pkg.data import to_unit_range
     from gan_pkg.gan import latent_for_seeds
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
-    def run(seeds):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)])
+    def run(seeds, labels):
         noise = latent_for_seeds(seeds, config.latent_dim, config.latent_distribution, config.latent_range)
-        return tf.cast(to_unit_range(generator(noise, training=False), config.output_range), tf.float32)
+        inputs = [noise, tf.cast(labels, tf.int32)] if config.is_conditional else noise
+        return tf.cast(to_unit_range(generator(inputs, training=False), config.output_range), tf.float32)
 
-    def sample(seeds: np.ndarray) -> np.ndarray:
+    def sample(seeds: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         seeds = np.asarray(seeds, np.int64)
-        return np.concatenate([run(seeds[i : i + batch_size]).numpy() for i in range(0, len(seeds), batch_size)])
+        labels = np.zeros_like(seeds) if labels is None else np.asarray(labels, np.int64)
+        return np.concatenate([run(seeds[i : i + batch_size], labels[i : i + batch_size]).numpy() for i in range(0, len(seeds), batch_size)])
 
     return sample
 
@@ -112,11 +123,17 @@ def export_sample_fn(version_dir: Path, batch_size: int = BATCH) -> SampleFn:
     except tf.errors.OpError as error:
         raise refused(error) from None
 
-    def sample(seeds: np.ndarray) -> np.ndarray:
+    def inputs(seeds, labels, rows):
+        found = {contract.SEED: seeds[rows]}
+        if labels is not None:
+            found[contract.LABEL] = np.asarray(labels, np.int64)[rows]
+        return found
+
+    def sample(seeds: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         seeds = np.asarray(seeds, np.int64)
         try:
             chunks = [
-                model.run(contract.GENERATE, {contract.SEED: seeds[i : i + batch_size]})[key]
+                model.run(contract.GENERATE, inputs(seeds, labels, slice(i, i + batch_size)))[key]
                 for i in range(0, len(seeds), batch_size)
             ]
         except tf.errors.OpError as error:
@@ -126,7 +143,24 @@ def export_sample_fn(version_dir: Path, batch_size: int = BATCH) -> SampleFn:
     return sample
 
 
-def _image_figures(images, ref_feats, train_images, classifier, threshold, kid_rng) -> dict:
+def _class_figures(feats, probs, labels, ref_feats, ref_labels) -> dict:
+    """A conditional generator's own figures: per class asked for, the share the shipped
+    classifier puts in that class (TF-GAN's conditional eval) and the intra-class FID
+    against the held-out images of that class."""
+    classes = np.unique(labels)
+    accuracy = [float((probs[labels == c].argmax(axis=1) == c).mean()) for c in classes]
+    figures = {
+        "label_accuracy": float(np.mean(accuracy)),
+        "label_accuracy_min": float(np.min(accuracy)),
+        "label_accuracy_by_class": accuracy,
+    }
+    if ref_labels is not None:
+        intra = [fid(feats[labels == c], ref_feats[ref_labels == c]) for c in classes if (ref_labels == c).sum() > 1]
+        figures["intra_fid"] = float(np.mean(intra)) if intra else float("nan")
+    return figures
+
+
+def _image_figures(images, ref_feats, train_images, classifier, threshold, kid_rng, labels=None, ref_labels=None) -> dict:
     feats, probs = classifier(images)
     kid_mean, kid_se = kid(feats, ref_feats, rng=kid_rng)
     precision, recall = precision_recall(ref_feats, feats)
@@ -143,6 +177,8 @@ def _image_figures(images, ref_feats, train_images, classifier, threshold, kid_r
     }
     if train_images is not None:
         figures.update(memorization(images, train_images, threshold))
+    if labels is not None:
+        figures.update(_class_figures(feats, probs, np.asarray(labels), ref_feats, ref_labels))
     return figures
 
 
@@ -160,7 +196,9 @@ def evaluate_generator(
 
     started = time.monotonic()
     data = data if data is not None else data_lib.load(config)
-    samples = np.asarray(sample_fn(sample_seeds(num_samples, seed)), np.float32)
+    seeds = sample_seeds(num_samples, seed)
+    labels = sample_labels(num_samples, config.num_classes) if config.is_conditional else None
+    samples = np.asarray(sample_fn(seeds) if labels is None else sample_fn(seeds, labels), np.float32)
     if not np.isfinite(samples).all():
         raise EvaluationError("the generator produced non-finite values (NaN or inf); its weights have diverged")
     result = {"preset": config.preset, "data": config.data, "num_samples": int(num_samples), "seed": int(seed)}
@@ -179,6 +217,9 @@ def evaluate_generator(
         train = data.train.astype(np.float32) / 255.0
         ref_feats, _ = classifier(holdout)
         floor_images = train[:num_samples]
+        # Conditional: the floor asks the classifier about real images and their true labels.
+        floor_labels = None if labels is None else np.asarray(data.train_labels)[:num_samples]
+        holdout_labels = None if labels is None or data.holdout_labels is None else np.asarray(data.holdout_labels)
         # Held-out digits vs the training set: how close real, unseen data comes.
         real_nn = nearest_l1(holdout, train)
         threshold = float(np.quantile(real_nn, MEMORIZATION_QUANTILE))
@@ -190,9 +231,11 @@ def evaluate_generator(
             kid_subset_size=min(KID_SUBSET_SIZE, num_samples, len(holdout)),
             pr_k=PR_K,
             memorization_threshold=threshold,
-            generated=_image_figures(samples, ref_feats, train, classifier, threshold, seed),
-            real_floor=_image_figures(floor_images, ref_feats, None, classifier, threshold, seed),
+            generated=_image_figures(samples, ref_feats, train, classifier, threshold, seed, labels, holdout_labels),
+            real_floor=_image_figures(floor_images, ref_feats, None, classifier, threshold, seed, floor_labels, holdout_labels),
         )
+        if labels is not None:
+            result["num_classes"] = config.num_classes
         # Memorization's floor is the held-out set itself (training images are
         # trivially at distance 0 from themselves).
         result["real_floor"].update(
@@ -211,6 +254,10 @@ ROWS = [
     ("recall", "recall (k=3)", "{:.3f}"),
     ("modes_covered", "classes over 5% of samples", "{}"),
     ("class_histogram", "class shares 0..9", None),
+    ("label_accuracy", "label accuracy (mean over classes)", "{:.3f}"),
+    ("label_accuracy_min", "label accuracy, worst class", "{:.3f}"),
+    ("label_accuracy_by_class", "label accuracy by class", None),
+    ("intra_fid", "intra-class FID (mean)", "{:.3f}"),
     ("nn_l1_min", "nearest-train L1, min", "{:.4f}"),
     ("nn_l1_mean", "nearest-train L1, mean", "{:.4f}"),
     ("nn_l1_below_real", "share closer than real (5% quantile)", "{:.3f}"),
@@ -224,7 +271,7 @@ ROWS = [
 def _cell(figures: dict, key: str, fmt: str | None) -> str:
     if key == "kid":
         return f"{figures['kid']:.5f} ± {figures['kid_se']:.5f}"
-    if key == "class_histogram":
+    if key in ("class_histogram", "label_accuracy_by_class"):
         return " ".join(f"{round(100 * s):d}" for s in figures[key]) + " %"
     return fmt.format(figures[key])
 

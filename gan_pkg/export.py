@@ -123,6 +123,10 @@ class _Endpoints:
     TF Serving's loader runs finds every one; a plain tf.Module holding a
     Keras 3 model does not (its variables exist only for tf.saved_model.load,
     keras-team/keras#19274). Plain TF ops only: no XLA, no py_function.
+
+    A conditional generator's signatures each take a `label` too. Its range is
+    checked by an Assert op in the graph, so TF Serving itself refuses an
+    out-of-range label (INVALID_ARGUMENT) instead of returning an image of no class.
     """
 
     def __init__(self, generator: keras.Model, config: GANConfig):
@@ -130,28 +134,42 @@ class _Endpoints:
         self.config = config
         self.output_key = contract.IMAGES if config.is_image else contract.SAMPLES
 
-    def _render(self, noise):
-        return to_unit_range(self.generator(noise, training=False), self.config.output_range)
+    def _render(self, noise, label=None):
+        inputs = noise if label is None else [noise, self._checked(label)]
+        return to_unit_range(self.generator(inputs, training=False), self.config.output_range)
+
+    def _checked(self, label):
+        classes = self.config.num_classes
+        message = contract.label_range_message(classes)
+        checks = [
+            tf.debugging.assert_non_negative(label, message=message),
+            tf.debugging.assert_less(label, tf.constant(classes, tf.int64), message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.cast(label, tf.int32)
 
     def _noise_for(self, seed):
         cfg = self.config
         return latent_for_seeds(seed, cfg.latent_dim, cfg.latent_distribution, cfg.latent_range)
 
-    def from_noise(self, noise):
-        return {self.output_key: self._render(noise)}
+    def from_noise(self, noise, label=None):
+        return {self.output_key: self._render(noise, label)}
 
-    def from_seed(self, seed):
+    def from_seed(self, seed, label=None):
         noise = self._noise_for(seed)
-        return {self.output_key: self._render(noise), contract.NOISE: noise}
+        return {self.output_key: self._render(noise, label), contract.NOISE: noise}
 
-    def png_from_seed(self, seed):
-        pixels = tf.cast(tf.round(self._render(self._noise_for(seed)) * 255.0), tf.uint8)
+    def png_from_seed(self, seed, label=None):
+        pixels = tf.cast(tf.round(self._render(self._noise_for(seed), label) * 255.0), tf.uint8)
         return {contract.PNG: tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))}
 
     def signatures(self) -> dict:
-        """signature name -> (function, its one input's TensorSpec); the spec's name is the tensor key."""
-        noise = tf.TensorSpec([None, self.config.latent_dim], tf.float32, name=contract.NOISE)
-        seed = tf.TensorSpec([None], tf.int64, name=contract.SEED)
+        """signature name -> (function, its inputs' TensorSpecs); a spec's name is its tensor key."""
+        noise = [tf.TensorSpec([None, self.config.latent_dim], tf.float32, name=contract.NOISE)]
+        seed = [tf.TensorSpec([None], tf.int64, name=contract.SEED)]
+        if self.config.is_conditional:
+            label = tf.TensorSpec([None], tf.int64, name=contract.LABEL)
+            noise, seed = noise + [label], seed + [label]
         found = {contract.SERVING_DEFAULT: (self.from_noise, noise), contract.GENERATE: (self.from_seed, seed)}
         if self.config.is_image:
             found[contract.GENERATE_PNG] = (self.png_from_seed, seed)
@@ -160,8 +178,8 @@ class _Endpoints:
     def archive(self) -> keras.export.ExportArchive:
         archive = keras.export.ExportArchive()
         archive.track(self.generator)
-        for name, (function, spec) in self.signatures().items():
-            archive.add_endpoint(name, function, input_signature=[spec])
+        for name, (function, specs) in self.signatures().items():
+            archive.add_endpoint(name, function, input_signature=specs)
         return archive
 
 
@@ -177,6 +195,8 @@ def _warmup_records(signatures: dict, config: GANConfig, model_name: str) -> lis
             request.inputs[contract.NOISE].CopyFrom(tf.make_tensor_proto(noise))
         else:
             request.inputs[contract.SEED].CopyFrom(tf.make_tensor_proto(np.array([0], np.int64)))
+        if config.is_conditional:
+            request.inputs[contract.LABEL].CopyFrom(tf.make_tensor_proto(np.array([0], np.int64)))
         log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
         records.append(log.SerializeToString())
     return records
@@ -194,6 +214,8 @@ def metadata(config: GANConfig, signatures: dict, step: int | None, evaluation: 
         "latent_range": list(config.latent_range),
         "output_key": contract.IMAGES if config.is_image else contract.SAMPLES,
         "output_shape": list(config.image_shape),
+        "num_classes": config.num_classes,
+        "class_names": [str(i) for i in range(config.num_classes)],  # labels are class indices (sorted folder names)
         "signatures": sorted(signatures),
         "training_step": step,
         "evaluation": evaluation or {},

@@ -13,7 +13,7 @@ import time
 
 from gan_pkg import config as config_lib
 from gan_pkg import contract
-from gan_pkg.cli import ArgumentParser, import_tensorflow_quietly
+from gan_pkg.cli import ArgumentParser, import_tensorflow_quietly, parse_duration
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,6 +26,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="training steps (generator updates)")
     budget.add_argument("--epochs", type=int, help="passes over the training split instead of --steps")
+    parser.add_argument(
+        "--max-time", metavar="DURATION",
+        help="stop training after this much time (90s, 4m, 1h30m, 00:04:00; PyTorch Lightning's max_time), "
+             "checkpoint and export; the same command again resumes",
+    )
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--workdir", help="run directory: checkpoints, pictures, logs (default: runs/<preset>)")
     parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE, help="default: %(default)s")
@@ -37,7 +42,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any config field (repeatable); --steps and --epochs win over it")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.max_seconds = parse_duration(args.max_time) if args.max_time is not None else None
+    except ValueError as error:
+        parser.error(f"--max-time: {error}")
+    return args
 
 
 def resolve_config(args: argparse.Namespace) -> config_lib.GANConfig:
@@ -62,12 +72,15 @@ def main(argv=None) -> int:
     workdir = args.workdir or os.path.join("runs", cfg.preset)
     started = time.monotonic()
     try:
-        result = train.train(cfg, workdir, val_fid_every=args.val_fid_every)
+        result = train.train(cfg, workdir, val_fid_every=args.val_fid_every, max_seconds=args.max_seconds)
     except (ValueError, OSError, callbacks.TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if not isinstance(error, callbacks.TrainingDiverged) else 1
     seconds = time.monotonic() - started
     print(f"trained {cfg.preset} to step {result.step} in {seconds:.0f}s; workdir {workdir}")
+    if result.out_of_time:
+        planned = f"{cfg.epochs} epochs" if cfg.epochs else f"{cfg.steps} steps"
+        print(f"stopped by --max-time {args.max_time} at step {result.step} of the planned {planned}; run the same command again to resume")
     print(f"samples: {workdir}/samples/latest.png  losses: {workdir}/loss.png")
     if not args.no_export and result.chief:
         target = export.export_model(result.model, cfg, args.export_base, args.model_name)

@@ -43,6 +43,14 @@ def latent_for_seeds(seeds, latent_dim: int, distribution: str, latent_range=(-1
     )
 
 
+def class_rows(num_classes: int, columns: int):
+    """Inputs for a grid with one row per class and the same noise down each column:
+    (noise row indices, labels), both of length num_classes * columns."""
+    import numpy as np
+
+    return np.tile(np.arange(columns), num_classes), np.repeat(np.arange(num_classes), columns)
+
+
 def _replica_id():
     context = tf.distribute.get_replica_context()
     return 0 if context is None else context.replica_id_in_sync_group
@@ -59,6 +67,7 @@ class GAN(keras.Model):
         latent_range=(-1.0, 1.0),
         ema_decay: float = 0.0,
         seed: int | None = None,
+        num_classes: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -69,6 +78,7 @@ class GAN(keras.Model):
         self.latent_range = tuple(latent_range)
         self.ema_decay = float(ema_decay)
         self.seed = seed
+        self.num_classes = int(num_classes)  # > 0: G and D take [x, label], batches are (images, labels)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # The EMA copy is what gets exported: averaged weights give smoother samples.
         self.ema_generator = None
@@ -90,6 +100,7 @@ class GAN(keras.Model):
             "latent_range": list(self.latent_range),
             "ema_decay": self.ema_decay,
             "seed": self.seed,
+            "num_classes": self.num_classes,
         }
 
     @classmethod
@@ -172,37 +183,58 @@ class GAN(keras.Model):
         grads = tape.gradient(optimizer.scale_loss(loss), variables)
         optimizer.apply_gradients(zip(grads, variables))
 
-    def _d_update(self, real, fake):
-        """One discriminator step on real images and (constant) fakes."""
+    def _conditioned(self, x, labels):
+        """A sub-model's input: x alone, or [x, labels] for a conditional GAN."""
+        return x if labels is None else [x, labels]
+
+    def _generate(self, noise, labels, training=True):
+        return self.generator(self._conditioned(noise, labels), training=training)
+
+    def _discriminate(self, images, labels, training=True):
+        return self.discriminator(self._conditioned(images, labels), training=training)
+
+    def _d_update(self, real, fake, labels):
+        """One discriminator step on real images and (constant) fakes, both of `labels`."""
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(real, training=True)
-            fake_logits = self.discriminator(fake, training=True)
+            real_logits = self._discriminate(real, labels)
+            fake_logits = self._discriminate(fake, labels)
             d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.label_smoothing)
             if self.gan_loss.needs_gradient_penalty:
                 alpha_shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
                 alpha = keras.random.uniform(alpha_shape, seed=self.seed_generator)
-                d_loss += self.gp_weight * losses.gradient_penalty(self.discriminator, real, ops.cast(fake, "float32"), alpha)
+                critic = lambda x, training: self._discriminate(x, labels, training)  # noqa: E731
+                d_loss += self.gp_weight * losses.gradient_penalty(critic, real, ops.cast(fake, "float32"), alpha)
         self._step(self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables)
         return real_logits, fake_logits, d_loss
 
+    def _unpack(self, data):
+        """A batch -> (images, labels or None). Fakes are drawn with the real batch's labels,
+        so they follow the training data's label distribution."""
+        real, labels = (data[0], data[1] if len(data) > 1 else None) if isinstance(data, (tuple, list)) else (data, None)
+        if not self.num_classes:
+            return real, None
+        if labels is None:
+            raise ValueError(f"this GAN is conditional (num_classes={self.num_classes}): batches must be (images, labels)")
+        return real, ops.cast(ops.reshape(labels, (-1,)), "int32")
+
     def train_step(self, data):
-        real = data[0] if isinstance(data, (tuple, list)) else data
+        real, labels = self._unpack(data)
         batch_size = ops.shape(real)[0]
 
         # reuse_fakes: the last D step takes the G step's fakes (stop-gradient), so each
         # step runs the generator forward once instead of twice (TF-GAN also scores one
         # generated batch with both losses); G still plays against the updated D.
         for _ in range(self.d_steps - 1 if self.reuse_fakes else self.d_steps):
-            fake = self.generator(self.sample_noise(batch_size), training=True)
-            real_logits, fake_logits, d_loss = self._d_update(real, fake)
+            fake = self._generate(self.sample_noise(batch_size), labels)
+            real_logits, fake_logits, d_loss = self._d_update(real, fake, labels)
 
         noise = self.sample_noise(batch_size)
         with tf.GradientTape() as tape:
-            fake = self.generator(noise, training=True)
+            fake = self._generate(noise, labels)
             if self.reuse_fakes:
                 with tape.stop_recording():
-                    real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake))
-            g_logits = self.discriminator(fake, training=True)
+                    real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake), labels)
+            g_logits = self._discriminate(fake, labels)
             g_loss = self.gan_loss.g_loss(g_logits)
         self._step(self.g_optimizer, g_loss, tape, self.generator.trainable_variables)
         if self.ema_generator is not None:
@@ -231,10 +263,19 @@ class GAN(keras.Model):
         for ema, live in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
             ema.assign(live)  # batch-norm statistics: copy, not average
 
-    def call(self, noise, training=False):
-        return self.inference_generator(noise, training=training)
+    def call(self, inputs, training=False):
+        """noise (or [noise, labels] when conditional) -> samples of the inference generator."""
+        return self.inference_generator(inputs, training=training)
 
-    def generate(self, num: int, seed: int = 0):
-        """`num` samples from fixed noise (same seed, same images)."""
+    def generate(self, num: int, seed: int = 0, labels=None):
+        """`num` samples from fixed noise (same seed, same images); a conditional GAN draws
+        `labels` (default: 0, 1, ..., num_classes-1, 0, 1, ...)."""
         noise = sample_latent((num, self.latent_dim), [seed, 0], self.latent_distribution, self.latent_range)
-        return self.inference_generator(noise, training=False)
+        if self.num_classes and labels is None:
+            labels = tf.range(num) % self.num_classes
+        return self.sample(noise, labels)
+
+    def sample(self, noise, labels=None):
+        """The inference generator on `noise` (and `labels`, for a conditional GAN)."""
+        labels = None if not self.num_classes else tf.cast(labels, tf.int32)
+        return self.inference_generator(self._conditioned(noise, labels), training=False)

@@ -159,12 +159,15 @@ MISSING_VARIABLE_HINT = (
 )
 
 
+def telling_line(message: str) -> str:
+    """The line of a TensorFlow error message that says what went wrong (not "Graph execution error:")."""
+    lines = [line.strip() for line in message.splitlines()]
+    return next((line for line in lines if line and not line.endswith(":") and not line.startswith("[[")), "")
+
+
 def summary(error: Exception) -> str:
-    """The line of a TensorFlow error that says what went wrong (not "Graph execution error:"),
-    with the likely cause when TF Serving would not find a variable."""
-    lines = [line.strip() for line in str(error).splitlines()]
-    telling = [line for line in lines if line and not line.endswith(":") and not line.startswith("[[")]
-    text = f"{type(error).__name__}: {telling[0] if telling else ''}"
+    """telling_line of a TensorFlow error, with the likely cause when TF Serving would not find a variable."""
+    text = f"{type(error).__name__}: {telling_line(str(error))}"
     return text + MISSING_VARIABLE_HINT if "Could not find variable" in text else text
 
 

@@ -30,6 +30,7 @@ class TrainResult:
     step: int
     resumed_from: Path | None
     chief: bool = True
+    out_of_time: bool = False  # stopped by max_seconds before config's budget; a rerun resumes
 
 
 # -- model --------------------------------------------------------------------
@@ -53,6 +54,7 @@ def build_gan(config: GANConfig) -> GAN:
         latent_distribution=config.latent_distribution,
         latent_range=config.latent_range,
         ema_decay=config.ema_decay,
+        num_classes=config.num_classes,
         seed=config.seed,
     )
     model.compile(
@@ -85,6 +87,7 @@ def train(
     extra_callbacks=(),
     model: GAN | None = None,
     val_fid_every: int = 0,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train (or resume) one run in `workdir`; raises DataError, ConfigConflict,
     TrainingDiverged with messages meant for the user.
@@ -93,6 +96,8 @@ def train(
     does) is trained when the workdir has no checkpoint to resume from.
     `val_fid_every` > 0 measures val_fid/val_kid every that many epochs (image
     presets); the checkpointer then also keeps the best one as best.keras.
+    `max_seconds` stops at the end of the step that crosses that much training
+    time, checkpoints, and returns with `out_of_time` set.
     """
     workdir = Path(workdir)
     data = data_lib.load(config)  # bad data fails before anything is written
@@ -116,7 +121,8 @@ def train(
 
         epochs, steps_per_epoch = plan_epochs(config, data_lib.steps_per_epoch(data, config))
         guard = callbacks.NaNGuard()
-        run_callbacks = [guard]
+        budget = callbacks.TimeBudget(max_seconds) if max_seconds else None
+        run_callbacks = [guard] + ([budget] if budget else [])
         if val_fid_every and config.is_image:  # first: later callbacks read its logs
             log_dir = workdir / runs.TENSORBOARD / "val_fid"
             run_callbacks.append(callbacks.ValFID(config, data.holdout, every=val_fid_every, log_dir=log_dir))
@@ -128,7 +134,7 @@ def train(
                 callbacks.SampleMonitor(config, workdir, data.holdout),
                 callbacks.HistoryPlot(workdir / runs.HISTORY_FILE, workdir / runs.LOSS_PLOT),
             ]
-        run_callbacks.append(callbacks.Checkpointer(checkpoints, guard, chief=chief))
+        run_callbacks.append(callbacks.Checkpointer(checkpoints, guard, chief=chief, budget=budget))
         if verbose is None:  # a live bar on a terminal, one line per epoch in logs
             verbose = 1 if sys.stdout.isatty() else 2
         if initial_epoch < epochs:
@@ -147,4 +153,5 @@ def train(
         kept = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was written"
         raise callbacks.TrainingDiverged(f"training stopped: {guard.failure}; {kept}")
     step = int(model.g_optimizer.iterations.numpy())
-    return TrainResult(model, data, config, workdir, step, resumed_from, chief)
+    out_of_time = bool(budget and budget.reached and step < epochs * steps_per_epoch)
+    return TrainResult(model, data, config, workdir, step, resumed_from, chief, out_of_time)

@@ -2,15 +2,15 @@
 
     python serving/client.py --server localhost:8500 --num 16 --seed 0 --out samples.png
     python serving/client.py --rest --rest-server localhost:8501 --num 16 --out samples.png
+    python serving/client.py --labels 0-9 --num 8 --out grid.png    # conditional models: one row per class
 
 Uses only standard TF Serving API features, so it works unchanged against
 tensorflow_model_server (the Docker image) and against serving/server.py.
-Request building and response parsing are small pure functions below.
+Request building and response parsing are small pure functions in serving/client_messages.py.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
@@ -32,177 +32,23 @@ import numpy as np  # noqa: E402
 from gan_pkg import contract  # noqa: E402
 from gan_pkg.cli import ArgumentParser  # noqa: E402
 
-MAX_MESSAGE_BYTES = 2**31 - 1
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
-OUTPUT_KEYS = (contract.IMAGES, contract.SAMPLES)
-# DataType enum names in REST metadata -> the names tf.dtypes uses (what the gRPC path reports).
-_REST_DTYPES = {
-    "DT_FLOAT": "float32", "DT_DOUBLE": "float64", "DT_HALF": "float16", "DT_BFLOAT16": "bfloat16",
-    "DT_INT64": "int64", "DT_INT32": "int32", "DT_UINT8": "uint8", "DT_BOOL": "bool", "DT_STRING": "string",
-}
-
-
-class ServingError(Exception):
-    """A failed call: `code` is the gRPC status name (or HTTP status for REST), `message` the server's words."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
-
-
-# --------------------------------------------------------------------------- pure functions
-
-
-def default_signature(noise=None, seeds=None) -> str:
-    if (noise is None) == (seeds is None):
-        raise ValueError("pass exactly one of noise (an array [batch, latent_dim]) or seeds (a list of ints)")
-    return contract.SERVING_DEFAULT if noise is not None else contract.GENERATE
-
-
-def generate_signature(configured, noise=None, seeds=None) -> str:
-    """The client's configured signature when it takes what is being sent, else the standard one:
-    noise goes to serving_default, seeds to generate (generate_png returns PNG bytes, not arrays)."""
-    standard = default_signature(noise, seeds)
-    if configured in (None, contract.GENERATE_PNG):
-        return standard
-    seed_signatures = (contract.GENERATE,)
-    if (seeds is not None) == (configured in seed_signatures) or configured not in (contract.SERVING_DEFAULT, contract.GENERATE):
-        return configured  # a custom signature is the caller's call
-    return standard
-
-
-def _tensor_proto(array: np.ndarray):
-    import tensorflow as tf
-
-    return tf.make_tensor_proto(array)
-
-
-def build_predict_request(model_name, signature, noise=None, seeds=None, version=None, output_filter=()):
-    """A PredictRequest with `noise` (float32 [B, latent]) or `seed` (int64 [B])."""
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature
-    if version is not None:
-        request.model_spec.version.value = int(version)
-    if noise is not None:
-        request.inputs[contract.NOISE].CopyFrom(_tensor_proto(np.asarray(noise, np.float32)))
-    elif seeds is not None:
-        request.inputs[contract.SEED].CopyFrom(_tensor_proto(np.asarray(seeds, np.int64).reshape(-1)))
-    else:
-        raise ValueError("pass noise or seeds")
-    request.output_filter.extend(output_filter)
-    return request
-
-
-def parse_predict_response(response) -> dict:
-    """PredictResponse -> {output key: ndarray} (strings as bytes objects)."""
-    import tensorflow as tf
-
-    return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
-
-
-def pick_output(outputs: dict) -> np.ndarray:
-    """The generated batch: images (image presets) or samples (1-D presets)."""
-    for key in OUTPUT_KEYS:
-        if key in outputs:
-            return outputs[key]
-    raise ServingError("INVALID_RESPONSE", f"response has no '{contract.IMAGES}' or '{contract.SAMPLES}' output: {sorted(outputs)}")
-
-
-def build_rest_body(signature, noise=None, seeds=None) -> dict:
-    """Columnar ("inputs") JSON body for TF Serving's REST :predict."""
-    body = {"signature_name": signature}
-    if noise is not None:
-        body["inputs"] = {contract.NOISE: np.asarray(noise, np.float32).tolist()}
-    elif seeds is not None:
-        body["inputs"] = {contract.SEED: [int(s) for s in np.asarray(seeds).reshape(-1)]}
-    else:
-        raise ValueError("pass noise or seeds")
-    return body
-
-
-def _decode_json(value):
-    if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
-    if isinstance(value, list):
-        return [_decode_json(v) for v in value]
-    return value
-
-
-def parse_rest_response(payload: dict) -> dict:
-    """REST :predict JSON ("outputs" or "predictions") -> {output key: ndarray}."""
-    if "error" in payload:
-        raise ServingError("REST", payload["error"])
-    if "outputs" in payload:
-        outputs = payload["outputs"]
-        if not isinstance(outputs, dict):  # a single-output signature: TF Serving drops the key
-            outputs = {"output": outputs}
-    elif "predictions" in payload:
-        rows = payload["predictions"]
-        if rows and all(isinstance(r, dict) and set(r) != {"b64"} for r in rows):
-            outputs = {k: [r[k] for r in rows] for k in rows[0]}
-        else:
-            outputs = {"output": rows}
-    else:
-        raise ServingError("INVALID_RESPONSE", f"REST response has neither 'outputs' nor 'predictions': {sorted(payload)}")
-    result = {}
-    for key, value in outputs.items():
-        decoded = _decode_json(value)
-        has_bytes = _contains_bytes(decoded)
-        result[key] = np.array(decoded, dtype=object) if has_bytes else np.asarray(decoded, np.float32)
-    return result
-
-
-def _contains_bytes(value) -> bool:
-    while isinstance(value, list) and value:
-        value = value[0]
-    return isinstance(value, bytes)
-
-
-def backoff_delays(retries: int, base: float = 0.25, cap: float = 4.0) -> list[float]:
-    """Seconds to sleep before each retry: exponential, capped."""
-    return [min(cap, base * 2**i) for i in range(max(0, retries))]
-
-
-def status_to_dict(response) -> dict:
-    from tensorflow_serving.apis import get_model_status_pb2
-
-    return {
-        "model_version_status": [
-            {
-                "version": str(s.version),
-                "state": get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
-                "status": {"error_code": s.status.error_code, "error_message": s.status.error_message},
-            }
-            for s in response.model_version_status
-        ]
-    }
-
-
-def metadata_to_dict(response) -> dict:
-    """GetModelMetadataResponse -> {signature: {"inputs": {key: (dtype, shape)}, "outputs": {...}}}."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import get_model_metadata_pb2
-
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(signature_map)
-
-    def describe(infos):
-        return {
-            key: (tf.dtypes.as_dtype(info.dtype).name, [d.size if d.size >= 0 else None for d in info.tensor_shape.dim])
-            for key, info in infos.items()
-        }
-
-    return {
-        name: {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
-        for name, sig in signature_map.signature_def.items()
-        if not name.startswith("__")
-    }
+from serving.client_messages import (  # noqa: E402, F401  (re-exported: what callers import from serving.client)
+    _REST_DTYPES,
+    backoff_delays,
+    build_predict_request,
+    build_rest_body,
+    CHANNEL_OPTIONS,
+    class_grid,
+    default_signature,
+    generate_signature,
+    metadata_to_dict,
+    parse_labels,
+    parse_predict_response,
+    parse_rest_response,
+    pick_output,
+    ServingError,
+    status_to_dict,
+)
 
 
 # --------------------------------------------------------------------------- clients
@@ -261,16 +107,17 @@ class GeneratorClient:
                     details = f"cannot reach {self.target} after {attempt + 1} attempts: {details}"
                 raise ServingError(code.name, details) from None
 
-    def predict(self, noise=None, seeds=None, signature=None, output_filter=()) -> dict:
+    def predict(self, noise=None, seeds=None, signature=None, output_filter=(), labels=None) -> dict:
         signature = signature or self.signature or default_signature(noise, seeds)
-        request = build_predict_request(self.model_name, signature, noise, seeds, self.version, output_filter)
+        request = build_predict_request(self.model_name, signature, noise, seeds, self.version, output_filter, labels)
         return parse_predict_response(self._call(self.prediction.Predict, request))
 
-    def generate(self, noise=None, seeds=None) -> np.ndarray:
-        return pick_output(self.predict(noise, seeds, generate_signature(self.signature, noise, seeds)))
+    def generate(self, noise=None, seeds=None, labels=None) -> np.ndarray:
+        """`labels` (one class index per row) for a conditional model."""
+        return pick_output(self.predict(noise, seeds, generate_signature(self.signature, noise, seeds), labels=labels))
 
-    def generate_png(self, seeds) -> list[bytes]:
-        outputs = self.predict(seeds=seeds, signature=contract.GENERATE_PNG)
+    def generate_png(self, seeds, labels=None) -> list[bytes]:
+        outputs = self.predict(seeds=seeds, signature=contract.GENERATE_PNG, labels=labels)
         return [bytes(b) for b in outputs[contract.PNG].reshape(-1)]
 
     def status(self) -> dict:
@@ -328,16 +175,16 @@ class RestGeneratorClient:
                 reason = getattr(error, "reason", error)
                 raise ServingError("UNAVAILABLE", f"cannot reach {self.base} after {attempt + 1} attempts: {reason}") from None
 
-    def predict(self, noise=None, seeds=None, signature=None) -> dict:
+    def predict(self, noise=None, seeds=None, signature=None, labels=None) -> dict:
         signature = signature or self.signature or default_signature(noise, seeds)
-        return parse_rest_response(self._request(self._url(":predict"), build_rest_body(signature, noise, seeds)))
+        return parse_rest_response(self._request(self._url(":predict"), build_rest_body(signature, noise, seeds, labels)))
 
-    def generate(self, noise=None, seeds=None) -> np.ndarray:
-        outputs = self.predict(noise, seeds, generate_signature(self.signature, noise, seeds))
+    def generate(self, noise=None, seeds=None, labels=None) -> np.ndarray:
+        outputs = self.predict(noise, seeds, generate_signature(self.signature, noise, seeds), labels)
         return outputs["output"] if "output" in outputs else pick_output(outputs)
 
-    def generate_png(self, seeds) -> list[bytes]:
-        outputs = self.predict(seeds=seeds, signature=contract.GENERATE_PNG)
+    def generate_png(self, seeds, labels=None) -> list[bytes]:
+        outputs = self.predict(seeds=seeds, signature=contract.GENERATE_PNG, labels=labels)
         return [bytes(b) for b in next(iter(outputs.values())).reshape(-1)]
 
     def status(self) -> dict:
@@ -379,7 +226,11 @@ def parse_args(argv=None):
                    help="serving_default sends standard-normal noise; generate/generate_png send seeds and use "
                         "the model's own latent distribution (use them for uniform-noise presets)")
     p.add_argument("--version", type=int, help="a specific model version (default: the latest served)")
-    p.add_argument("--num", type=int, default=16, help="how many samples")
+    p.add_argument("--num", type=int, default=16, help="how many samples (per row with --labels)")
+    classes = p.add_mutually_exclusive_group()
+    classes.add_argument("--label", type=int, help="conditional models: every sample of this class index")
+    classes.add_argument("--labels", help="conditional models: a grid with one row per class, e.g. 0-9 or 1,3,5; "
+                                          "the same noise down each column")
     p.add_argument("--seed", type=int, default=0, help="noise seed (serving_default) or first seed (generate*)")
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
@@ -390,6 +241,12 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.num < 1:
         p.error("--num must be at least 1")
+    if args.label is not None and args.label < 0:
+        p.error("--label must be a class index (0 or more)")
+    try:
+        args.labels = parse_labels(args.labels) if args.labels is not None else None
+    except ValueError as error:
+        p.error(str(error))
     if args.timeout <= 0 or args.retries < 0:
         p.error("--timeout must be positive and --retries at least 0")
     if (args.client_cert is None) != (args.client_key is None):
@@ -421,23 +278,30 @@ def run(args) -> str:
                                  root_certificates=read(getattr(args, "ca_cert", None)), private_key=read(getattr(args, "client_key", None)),
                                  certificate_chain=read(getattr(args, "client_cert", None)))
     seeds = np.arange(args.seed, args.seed + args.num, dtype=np.int64)
+    labels, columns = None, None
+    if args.label is not None:
+        labels = np.full(args.num, args.label, np.int64)
+    elif args.labels is not None:
+        seeds, labels = class_grid(args.labels, args.num, args.seed)
+        columns = args.num
     if args.signature == contract.GENERATE_PNG:
         import io
 
         from PIL import Image
 
-        images = np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in client.generate_png(seeds)]).astype(np.float32) / 255.0
+        images = np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in client.generate_png(seeds, labels)]).astype(np.float32) / 255.0
         if images.ndim == 3:
             images = images[..., None]
     elif args.signature == contract.GENERATE:
-        images = client.generate(seeds=seeds)
+        images = client.generate(seeds=seeds, labels=labels)
     else:
         latent = latent_dim_of(client.metadata())
-        images = client.generate(noise=_noise(latent, args.num, args.seed))
+        noise = _noise(latent, args.num, args.seed)
+        images = client.generate(noise=noise if columns is None else np.tile(noise, (len(args.labels), 1)), labels=labels)
     images = np.asarray(images, np.float32)
     if images.ndim != 4:
         raise ServingError("UNSUPPORTED", f"model returned shape {list(images.shape)}, not images [B, H, W, C]; nothing to draw")
-    pictures.save_grid(images, Path(args.out))
+    pictures.save_grid(images, Path(args.out), columns)
     via = f"REST {target}" if args.rest else f"gRPC {target}"
     return f"wrote {args.out}: {len(images)} samples {list(images.shape[1:])} from model '{args.model}' ({args.signature}, {via})"
 

@@ -41,5 +41,7 @@ def as_serving_error(error: Exception) -> ServingError:
     tf = sys.modules.get("tensorflow")
     if tf is not None and isinstance(error, tf.errors.OpError):
         code = next((c for c in grpc.StatusCode if c.value[0] == error.error_code), grpc.StatusCode.INTERNAL)
-        return ServingError(code, error.message.strip().splitlines()[0] if error.message else type(error).__name__)
+        from gan_pkg.session_loader import telling_line
+
+        return ServingError(code, telling_line(error.message or "") or type(error).__name__)
     return ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")

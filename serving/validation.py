@@ -7,6 +7,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
+from gan_pkg import contract
 from serving.errors import ServingError, _invalid
 
 
@@ -91,6 +92,11 @@ def validate_inputs(servable, signature: str, inputs: dict, max_batch_size: int)
             raise _invalid(f"input '{key}' contains NaN or infinite values; send finite numbers")
     if batch == 0:
         raise _invalid("empty batch: dimension 0 of the inputs is 0; send at least one row")
+    classes = getattr(servable, "num_classes", 0)
+    label = inputs.get(contract.LABEL)
+    if classes and label is not None and label.dtype.kind in "iu" and ((label < 0) | (label >= classes)).any():
+        bad = label[(label < 0) | (label >= classes)].reshape(-1)[:5].tolist()
+        raise _invalid(f"{contract.label_range_message(classes)}; got {bad}")
     check_batch_size(batch, max_batch_size)
     return batch
 

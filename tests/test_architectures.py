@@ -25,13 +25,16 @@ def test_every_preset_maps_noise_to_its_output_shape_and_range(name):
     cfg = config_lib.preset(name)
     generator, discriminator = architectures.build(cfg)
     noise = sample_latent((4, cfg.latent_dim), [0, 0], cfg.latent_distribution, cfg.latent_range)
-    out = np.asarray(generator(noise, training=False))
+    labels = np.arange(4, dtype="int32") % max(cfg.num_classes, 1)
+    noise = np.asarray(noise)
+    condition = (lambda x: [x, labels]) if cfg.is_conditional else (lambda x: x)  # noqa: E731
+    out = np.asarray(generator(condition(noise), training=False))
     assert out.shape == (4, *cfg.image_shape)
     assert np.isfinite(out).all()
     if cfg.output_range:
         low, high = cfg.output_range
         assert out.min() >= low and out.max() <= high
-    assert tuple(discriminator(out).shape) == (4, 1)
+    assert tuple(discriminator(condition(out)).shape) == (4, 1)
 
 
 def test_filters_come_from_the_config():

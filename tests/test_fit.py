@@ -89,6 +89,21 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert "to step 900" in second.stdout  # 3 epochs of 300 steps (4,900 images / batch 16)
 
 
+def test_max_time_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(tmp_path):
+    path = tmp_path / "few.npz"
+    np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
+    cfg = tiny("dcgan", data=str(path), holdout=10, steps=16)  # 2 epochs of 8 steps
+    stopped = train.train(cfg, tmp_path / "run", verbose=0, max_seconds=1e-9)  # every step crosses it
+    assert stopped.out_of_time and stopped.step == 1
+    # The checkpoint counts completed epochs (none): the rerun redoes epoch 1 from its start.
+    assert [epoch for epoch, _ in runs.list_checkpoints(tmp_path / "run" / "checkpoints")] == [0]
+    finished = train.train(cfg, tmp_path / "run", verbose=0)
+    assert finished.resumed_from.name == "ckpt-0000.keras" and not finished.out_of_time
+    assert finished.step == 1 + 16
+    assert [epoch for epoch, _ in runs.list_checkpoints(tmp_path / "run" / "checkpoints")] == [1, 2]
+    assert not train.train(cfg, tmp_path / "run", verbose=0, max_seconds=1e-9).out_of_time  # nothing left to train
+
+
 class _PoisonDiscriminator(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == 1:
@@ -138,6 +153,7 @@ def _wrong_shape_npz(tmp_path):
         (["--steps", "0"], "steps must be at least 1"),
         (["--steps", "many"], "invalid int value"),
         (["--preset", "stylegan"], "invalid choice"),
+        (["--max-time", "4x"], "--max-time: '4x' is not a time budget"),
         (["--data", "/no/such/dir"], "/no/such/dir: no such file or folder"),
         (["--preset", "dist1d", "--data", "mnist-sample", "--steps", "1"], "shape"),
         (lambda p: ["--data", str(_corrupt_image_folder(p))], "zz_truncated.png: cannot be decoded"),
