@@ -40,6 +40,12 @@ def _output_activation(config: GANConfig) -> layers.Layer:
     return layers.Activation("tanh" if config.output_range else "linear", dtype="float32")
 
 
+def _d_layer(config: GANConfig, layer: layers.Layer) -> layers.Layer:
+    """A discriminator conv/dense layer, spectrally normalised when the config asks
+    (Miyato et al. 2018: D's kernels scaled to spectral norm ~1, a Lipschitz bound)."""
+    return layers.SpectralNormalization(layer) if config.d_spectral_norm else layer
+
+
 def _generator_inputs(config: GANConfig):
     """(the generator's inputs, the vector its first layer sees): the noise, joined to an
     embedding of the label when the config is conditional."""
@@ -54,7 +60,7 @@ def _generator_inputs(config: GANConfig):
 def _discriminator(config: GANConfig, image, features) -> keras.Model:
     """D from its input and its last features: a linear logit, plus, when conditional, the
     projection <embed(label), features> that scores how well the image fits its label."""
-    logit = layers.Dense(1, dtype="float32", name="logit")(features)
+    logit = _d_layer(config, layers.Dense(1, dtype="float32", name="logit"))(features)
     if not config.is_conditional:
         return keras.Model(image, logit, name="discriminator")
     label = keras.Input((), dtype="int32", name="label")
@@ -111,7 +117,7 @@ def build_dcgan(config: GANConfig):
     x = image
     last = len(config.d_filters) - 1
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
-        x = layers.Conv2D(f, k, strides=s, padding="same")(x)
+        x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="same"))(x)
         if i == 1:  # the seed pads 7x7 to 8x8 so the next stride-2 conv halves evenly
             x = layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
         x = _activation(config.d_activation)(x)
@@ -141,7 +147,7 @@ def build_conv(config: GANConfig):
     image = keras.Input(config.image_shape, name="image")
     x = image
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
-        x = layers.Conv2D(f, k, strides=s, padding="same", kernel_initializer=init)(x)
+        x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="same", kernel_initializer=init))(x)
         if config.d_bn_momentum and i > 0:
             x = _batch_norm(config, config.d_bn_momentum)(x)
         x = _activation(config.d_activation)(x)
@@ -165,7 +171,7 @@ def build_mlp(config: GANConfig):
     x = layers.Flatten()(image)
     last = len(config.d_filters) - 1
     for i, units in enumerate(config.d_filters):
-        x = layers.Dense(units)(x)
+        x = _d_layer(config, layers.Dense(units))(x)
         x = _activation(config.d_activation)(x)
         if config.d_dropout and i < last:  # the seed drops out after all but the last
             x = layers.Dropout(config.d_dropout)(x)
@@ -205,7 +211,7 @@ def build_dist1d(config: GANConfig):
     sample = keras.Input((length,), name="image")
     x = WithSquaredDeviation()(sample)
     for units in config.d_filters:
-        x = layers.Dense(units, activation="relu")(x)
+        x = _d_layer(config, layers.Dense(units, activation="relu"))(x)
     return generator, _discriminator(config, sample, x)
 
 
@@ -226,12 +232,12 @@ def build_conv_tanh(config: GANConfig):
     x = image
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
         # The seed pads only its first conv ("same"); the second is "valid".
-        x = layers.Conv2D(f, k, strides=s, padding="same" if i == 0 else "valid")(x)
+        x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="same" if i == 0 else "valid"))(x)
         x = _activation(config.d_activation)(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     for units in config.d_dense_units:
-        x = layers.Dense(units, activation=config.d_activation)(x)
+        x = _d_layer(config, layers.Dense(units, activation=config.d_activation))(x)
     return generator, _discriminator(config, image, x)
 
 

@@ -66,6 +66,9 @@ class GANConfig:
     gp_weight: float = 10.0
     d_steps: int = 1
     reuse_fakes: bool = False  # one generator forward per step: the D step scores the G step's fakes
+    augment: str = ""  # DiffAugment policy for what D sees, e.g. "translation,cutout" (gan_pkg.augment)
+    d_spectral_norm: bool = False  # spectral normalisation of D's conv and dense kernels
+    lr_schedule: str = "constant"  # constant | linear | cosine: both learning rates decay to 0 over `steps`
     ema_decay: float = 0.0  # > 0 keeps (and exports) an EMA of the generator
 
     # Budget (seed 004: 4,000 steps at batch 32).
@@ -124,9 +127,27 @@ class GANConfig:
             raise ValueError(f"epochs must be at least 1 (or 0 to train --steps), got {config.epochs}")
         if config.num_classes < 0 or config.num_classes == 1:
             raise ValueError(f"num_classes must be 0 (unconditional) or at least 2, got {config.num_classes}")
+        parse_augment_policy(config.augment)
+        if config.augment and not config.is_image:
+            raise ValueError(f"augment: preset {config.preset!r} makes 1-D samples; DiffAugment works on images")
+        if config.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {config.lr_schedule!r}")
         if config.num_classes and not config.is_image:
             raise ValueError(f"num_classes: preset {config.preset!r} makes 1-D samples, which carry no labels; conditioning needs an image preset")
         return config
+
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+AUGMENT_POLICIES = ("color", "translation", "cutout")  # gan_pkg.augment
+
+
+def parse_augment_policy(text: str) -> tuple[str, ...]:
+    """"translation,cutout" -> ("translation", "cutout"); "" -> (). Raises ValueError on unknown names."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in AUGMENT_POLICIES]
+    if unknown:
+        raise ValueError(f"augment: unknown policy {', '.join(unknown)}; use a comma-separated subset of {', '.join(AUGMENT_POLICIES)}")
+    return names
 
 
 def parse_assignments(items: typing.Iterable[str]) -> dict:

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from gan_pkg import losses
+from gan_pkg import augment, losses
 
 
 def sample_latent(shape, seed, distribution: str, latent_range=(-1.0, 1.0)):
@@ -119,6 +119,7 @@ class GAN(keras.Model):
         d_steps: int = 1,
         gp_weight: float = 10.0,
         reuse_fakes: bool = False,
+        augment_policy: str = "",
         **kwargs,
     ):
         super().compile(**kwargs)
@@ -135,6 +136,8 @@ class GAN(keras.Model):
         self.d_steps = int(d_steps)
         self.gp_weight = float(gp_weight)
         self.reuse_fakes = bool(reuse_fakes)
+        # DiffAugment: D sees real and fake images augmented alike, in the D and the G step.
+        self.augment_policy = augment.parse_augment_policy(augment_policy)
         self._compile_kwargs = kwargs
 
     def get_compile_config(self):
@@ -146,6 +149,7 @@ class GAN(keras.Model):
             "d_steps": self.d_steps,
             "gp_weight": self.gp_weight,
             "reuse_fakes": self.reuse_fakes,
+            "augment_policy": ",".join(self.augment_policy),
             **self._compile_kwargs,
         }
 
@@ -193,11 +197,17 @@ class GAN(keras.Model):
     def _discriminate(self, images, labels, training=True):
         return self.discriminator(self._conditioned(images, labels), training=training)
 
+    def _augment(self, images):
+        """DiffAugment with a fresh draw per call (identity without a policy)."""
+        if not self.augment_policy:
+            return images
+        return augment.diff_augment(images, self.augment_policy, self.seed_generator.next())
+
     def _d_update(self, real, fake, labels):
         """One discriminator step on real images and (constant) fakes, both of `labels`."""
         with tf.GradientTape() as tape:
-            real_logits = self._discriminate(real, labels)
-            fake_logits = self._discriminate(fake, labels)
+            real_logits = self._discriminate(self._augment(real), labels)
+            fake_logits = self._discriminate(self._augment(fake), labels)
             d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.label_smoothing)
             if self.gan_loss.needs_gradient_penalty:
                 alpha_shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
@@ -234,7 +244,7 @@ class GAN(keras.Model):
             if self.reuse_fakes:
                 with tape.stop_recording():
                     real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake), labels)
-            g_logits = self._discriminate(fake, labels)
+            g_logits = self._discriminate(self._augment(fake), labels)
             g_loss = self.gan_loss.g_loss(g_logits)
         self._step(self.g_optimizer, g_loss, tape, self.generator.trainable_variables)
         if self.ema_generator is not None:

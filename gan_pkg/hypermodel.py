@@ -16,7 +16,12 @@ from pathlib import Path
 import keras_tuner as kt
 
 from gan_pkg import evaluate, runtime, train
-from gan_pkg.config import GANConfig
+from gan_pkg.config import LR_SCHEDULES, GANConfig
+
+# The recipe options --tune-recipe searches (image presets): DiffAugment policies, spectral
+# norm in D, learning-rate schedules and an EMA generator.
+AUGMENT_CHOICES = ["", "translation", "translation,cutout", "color,translation,cutout"]
+EMA_CHOICES = [0.0, 0.999]
 
 OBJECTIVE = kt.Objective("val_fid", direction="min")
 
@@ -27,12 +32,16 @@ def scaled(filters: tuple, first: int) -> tuple:
 
 
 class GANHyperModel(kt.HyperModel):
-    def __init__(self, base: GANConfig, runs_dir: str | Path, num_eval_samples: int = 1000, tune_batch_size: bool = False):
+    def __init__(self, base: GANConfig, runs_dir: str | Path, num_eval_samples: int = 1000, tune_batch_size: bool = False,
+                 tune_recipe: bool = False):
         super().__init__(name=f"gan-{base.preset}", tunable=True)
+        if tune_recipe and not base.is_image:
+            raise ValueError(f"--tune-recipe searches image training options; preset {base.preset!r} makes 1-D samples")
         self.base = base
         self.runs_dir = Path(runs_dir)
         self.num_eval_samples = num_eval_samples
         self.tune_batch_size = tune_batch_size
+        self.tune_recipe = tune_recipe
 
     def config_for(self, hp: kt.HyperParameters) -> GANConfig:
         base = self.base
@@ -47,6 +56,11 @@ class GANHyperModel(kt.HyperModel):
         if self.tune_batch_size:
             changes["batch_size"] = hp.Choice("batch_size", [16, 32, 64], default=base.batch_size)
             changes["beta_1"] = hp.Float("beta_1", 0.0, 0.9, step=0.1, default=base.beta_1)
+        if self.tune_recipe:
+            changes["augment"] = hp.Choice("augment", AUGMENT_CHOICES, default=base.augment if base.augment in AUGMENT_CHOICES else "")
+            changes["d_spectral_norm"] = hp.Boolean("d_spectral_norm", default=base.d_spectral_norm)
+            changes["lr_schedule"] = hp.Choice("lr_schedule", list(LR_SCHEDULES), default=base.lr_schedule)
+            changes["ema_decay"] = hp.Choice("ema_decay", EMA_CHOICES, default=base.ema_decay if base.ema_decay in EMA_CHOICES else 0.0)
         return dataclasses.replace(base, **changes)
 
     def build(self, hp: kt.HyperParameters):

@@ -34,7 +34,19 @@ class TrainResult:
 
 
 # -- model --------------------------------------------------------------------
-def make_optimizer(config: GANConfig, learning_rate: float) -> keras.optimizers.Optimizer:
+def learning_rate_schedule(config: GANConfig, learning_rate: float, updates_per_step: int = 1):
+    """The learning rate, or a schedule decaying it to 0 over the run's `steps`
+    (`updates_per_step`: how often the optimizer steps per training step, D's d_steps)."""
+    decay_steps = max(1, config.steps * updates_per_step)
+    if config.lr_schedule == "linear":
+        return keras.optimizers.schedules.PolynomialDecay(learning_rate, decay_steps, end_learning_rate=0.0, power=1.0)
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
+    return learning_rate
+
+
+def make_optimizer(config: GANConfig, learning_rate, updates_per_step: int = 1) -> keras.optimizers.Optimizer:
+    learning_rate = learning_rate_schedule(config, learning_rate, updates_per_step)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
     if config.optimizer == "rmsprop":
@@ -58,13 +70,14 @@ def build_gan(config: GANConfig) -> GAN:
         seed=config.seed,
     )
     model.compile(
-        d_optimizer=make_optimizer(config, config.d_learning_rate),
+        d_optimizer=make_optimizer(config, config.d_learning_rate, config.d_steps),
         g_optimizer=make_optimizer(config, config.g_learning_rate),
         loss=config.loss,
         label_smoothing=config.label_smoothing,
         d_steps=config.d_steps,
         gp_weight=config.gp_weight,
         reuse_fakes=config.reuse_fakes,
+        augment_policy=config.augment,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from gan_pkg import callbacks, runs, train
+from gan_pkg.cli import parse_duration
 from gan_pkg.data import to_unit_range
 from conftest import REPO, run_python
 from tiny import tiny, tiny_flags
@@ -87,6 +88,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     resumed = [line for line in second.stdout.splitlines() if line.startswith("resumed from")]
     assert resumed == [f"resumed from {tmp_path / 'run' / 'checkpoints' / f'ckpt-{epoch:04d}.keras'} at step {epoch * 300} (epoch {epoch})"]
     assert "to step 900" in second.stdout  # 3 epochs of 300 steps (4,900 images / batch 16)
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("90", 90), ("90s", 90), ("4m", 240), ("1h30m", 5400), ("1.5h", 5400), ("00:04:00", 240), ("00:00:04:00", 240)]
+)
+def test_max_time_reads_durations_as_lightning_and_people_write_them(text, seconds):
+    assert parse_duration(text) == seconds
 
 
 def test_max_time_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(tmp_path):

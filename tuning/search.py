@@ -39,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="discard earlier trials and start over")
     parser.add_argument("--num-samples", type=int, default=1000, help="generated images per FID evaluation")
     parser.add_argument("--tune-batch-size", action="store_true", help="also search batch size and Adam's beta_1")
+    parser.add_argument("--tune-recipe", action="store_true",
+                        help="also search DiffAugment policy, spectral norm in D, learning-rate schedule and EMA (image presets)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override the preset's config")
     parser.add_argument("--export", action="store_true", help="retrain the best configuration and export it")
     parser.add_argument("--export-base", default=contract.DEFAULT_EXPORT_BASE)
@@ -101,7 +103,11 @@ def main(argv=None) -> int:
 
     project = args.project or args.preset
     directory = Path(args.directory)
-    model = hypermodel.GANHyperModel(base, directory / project / "trial_runs", args.num_samples, args.tune_batch_size)
+    try:
+        model = hypermodel.GANHyperModel(base, directory / project / "trial_runs", args.num_samples, args.tune_batch_size, args.tune_recipe)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     tuner = make_tuner(args.tuner, model, hypermodel.OBJECTIVE, args.max_trials, args.epochs, directory, project, args.overwrite)
     is_worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"  # keras-tuner's distributed mode
     done = 0 if is_worker else sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
