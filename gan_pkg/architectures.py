@@ -7,9 +7,10 @@ and where hinge/WGAN losses can do without it. Parameter counts are unchanged.
 Output layers run in float32 so mixed precision never reaches the images.
 
 Conditioning (`config.num_classes` > 0) is one scheme for every image builder:
-the generator takes [noise, label] and sees the noise joined to a learned label
-embedding (Mirza & Osindero's cGAN); the discriminator takes [image, label] and
-adds a projection head to its logit (Miyato & Koyama 2018). Labels are int32.
+the generator takes [noise, label], sees the noise joined to a learned label
+embedding (Mirza & Osindero's cGAN) and normalises with class-conditional batch
+norm; the discriminator takes [image, label] and adds a projection head to its
+logit (Miyato & Koyama 2018). Labels are int32.
 """
 
 from __future__ import annotations
@@ -36,6 +37,46 @@ def _batch_norm(config: GANConfig, momentum: float) -> layers.Layer:
     return layers.BatchNormalization(momentum=momentum, synchronized=config.strategy != "default")
 
 
+@keras.saving.register_keras_serializable(package="gan_pkg")
+class ConditionalBatchNorm(layers.Layer):
+    """Batch norm whose scale and shift are looked up per class (de Vries et al. 2017),
+    the generator half of Miyato & Koyama's projection cGAN: the label steers every
+    normalised block, not only the first layer. Called on [x, label]."""
+
+    def __init__(self, num_classes: int, momentum: float = 0.99, synchronized: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.momentum, self.synchronized = int(num_classes), momentum, synchronized
+        self.norm = layers.BatchNormalization(momentum=momentum, center=False, scale=False, synchronized=synchronized)
+
+    def build(self, input_shape):
+        x_shape = input_shape[0]
+        self.norm.build(x_shape)
+        channels = x_shape[-1]
+        self.gamma = self.add_weight(shape=(self.num_classes, channels), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(self.num_classes, channels), initializer="zeros", name="beta")
+
+    def call(self, inputs, training=None):
+        x, label = inputs
+        x = self.norm(x, training=training)
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)  # per sample, broadcast over space
+        gamma = keras.ops.reshape(keras.ops.take(self.gamma, label, axis=0), shape)
+        beta = keras.ops.reshape(keras.ops.take(self.beta, label, axis=0), shape)
+        return x * keras.ops.cast(gamma, x.dtype) + keras.ops.cast(beta, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "momentum": self.momentum, "synchronized": self.synchronized}
+
+
+def _g_norm(config: GANConfig, x, label):
+    """The generator's batch norm; class-conditional when the generator has a label."""
+    if label is None:
+        return _batch_norm(config, config.g_bn_momentum)(x)
+    return ConditionalBatchNorm(config.num_classes, config.g_bn_momentum, synchronized=config.strategy != "default")([x, label])
+
+
 def _output_activation(config: GANConfig) -> layers.Layer:
     return layers.Activation("tanh" if config.output_range else "linear", dtype="float32")
 
@@ -47,14 +88,14 @@ def _d_layer(config: GANConfig, layer: layers.Layer) -> layers.Layer:
 
 
 def _generator_inputs(config: GANConfig):
-    """(the generator's inputs, the vector its first layer sees): the noise, joined to an
-    embedding of the label when the config is conditional."""
+    """(the generator's inputs, the vector its first layer sees, the label or None): the
+    noise, joined to an embedding of the label when the config is conditional."""
     noise = keras.Input((config.latent_dim,), name="noise")
     if not config.is_conditional:
-        return noise, noise
+        return noise, noise, None
     label = keras.Input((), dtype="int32", name="label")
     code = layers.Embedding(config.num_classes, config.num_classes, name="label_embedding")(label)
-    return [noise, label], layers.Concatenate(name="noise_and_label")([noise, code])
+    return [noise, label], layers.Concatenate(name="noise_and_label")([noise, code]), label
 
 
 def _discriminator(config: GANConfig, image, features) -> keras.Model:
@@ -76,7 +117,7 @@ def _check_lengths(config: GANConfig, *pairs: tuple[str, int]) -> None:
             raise ValueError(f"config.{name} has {got} entries; this architecture needs {expected}")
 
 
-def _conv_generator_body(config: GANConfig, x, conv_init=None):
+def _conv_generator_body(config: GANConfig, x, conv_init=None, label=None):
     """Upsample+conv blocks shared by the DCGAN-style generators."""
     channels = config.image_shape[-1]
     filters = list(config.g_filters) + [channels]
@@ -89,7 +130,7 @@ def _conv_generator_body(config: GANConfig, x, conv_init=None):
             break
         x = _activation(config.g_activation)(x)
         if config.g_bn_momentum:
-            x = _batch_norm(config, config.g_bn_momentum)(x)
+            x = _g_norm(config, x, label)
     return _output_activation(config)(x)
 
 
@@ -104,12 +145,12 @@ def _check_image_size(config: GANConfig, generator: keras.Model) -> None:
 
 def build_dcgan(config: GANConfig):
     """Seed 000: UpSampling+Conv generator, strided-conv discriminator."""
-    inputs, z = _generator_inputs(config)
+    inputs, z, label = _generator_inputs(config)
     x = layers.Dense(math.prod(config.g_initial_shape), activation="relu")(z)
     x = layers.Reshape(config.g_initial_shape)(x)
     if config.g_bn_momentum:
-        x = _batch_norm(config, config.g_bn_momentum)(x)
-    generator = keras.Model(inputs, _conv_generator_body(config, x), name="generator")
+        x = _g_norm(config, x, label)
+    generator = keras.Model(inputs, _conv_generator_body(config, x, label=label), name="generator")
     _check_image_size(config, generator)
 
     _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
@@ -132,15 +173,15 @@ def build_dcgan(config: GANConfig):
 def build_conv(config: GANConfig):
     """Seed 001: the configurable conv GAN (every per-layer list is a field)."""
     init = keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
-    inputs, z = _generator_inputs(config)
+    inputs, z, label = _generator_inputs(config)
     x = layers.Dense(math.prod(config.g_initial_shape), kernel_initializer=init)(z)
     if config.g_bn_momentum:
-        x = _batch_norm(config, config.g_bn_momentum)(x)
+        x = _g_norm(config, x, label)
     x = _activation(config.g_activation)(x)
     x = layers.Reshape(config.g_initial_shape)(x)
     if config.g_dropout:
         x = layers.Dropout(config.g_dropout)(x)
-    generator = keras.Model(inputs, _conv_generator_body(config, x, init), name="generator")
+    generator = keras.Model(inputs, _conv_generator_body(config, x, init, label), name="generator")
     _check_image_size(config, generator)
 
     _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
@@ -159,7 +200,7 @@ def build_conv(config: GANConfig):
 
 def build_mlp(config: GANConfig):
     """Seed 002: dense generator and discriminator on flattened images."""
-    inputs, x = _generator_inputs(config)
+    inputs, x, _ = _generator_inputs(config)  # no batch norm in this generator: the label enters at the input
     for units in config.g_filters:
         x = layers.Dense(units)(x)
         x = _activation(config.g_activation)(x)
@@ -217,14 +258,14 @@ def build_dist1d(config: GANConfig):
 
 def build_conv_tanh(config: GANConfig):
     """Seed 003 section 7.3: tanh everywhere, MaxPooling discriminator."""
-    inputs, x = _generator_inputs(config)
+    inputs, x, label = _generator_inputs(config)
     for units in config.g_dense_units:
         x = layers.Dense(units, activation=config.g_activation)(x)
     x = layers.Dense(math.prod(config.g_initial_shape), activation=config.g_activation)(x)
     if config.g_bn_momentum:
-        x = _batch_norm(config, config.g_bn_momentum)(x)
+        x = _g_norm(config, x, label)
     x = layers.Reshape(config.g_initial_shape)(x)
-    generator = keras.Model(inputs, _conv_generator_body(config, x), name="generator")
+    generator = keras.Model(inputs, _conv_generator_body(config, x, label=label), name="generator")
     _check_image_size(config, generator)
 
     _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
