@@ -31,10 +31,14 @@ def _activation(name: str) -> layers.Layer:
     return layers.Activation(name)
 
 
-def _batch_norm(config: GANConfig, momentum: float) -> layers.Layer:
+def _synchronized(config: GANConfig) -> bool:
     # Under a tf.distribute strategy each replica would keep its own moving
     # statistics; synchronising batch statistics keeps every replica's model equal.
-    return layers.BatchNormalization(momentum=momentum, synchronized=config.strategy != "default")
+    return config.strategy != "default"
+
+
+def _batch_norm(config: GANConfig, momentum: float) -> layers.Layer:
+    return layers.BatchNormalization(momentum=momentum, synchronized=_synchronized(config))
 
 
 @keras.saving.register_keras_serializable(package="gan_pkg")
@@ -74,7 +78,7 @@ def _g_norm(config: GANConfig, x, label):
     """The generator's batch norm; class-conditional when the generator has a label."""
     if label is None:
         return _batch_norm(config, config.g_bn_momentum)(x)
-    return ConditionalBatchNorm(config.num_classes, config.g_bn_momentum, synchronized=config.strategy != "default")([x, label])
+    return ConditionalBatchNorm(config.num_classes, config.g_bn_momentum, synchronized=_synchronized(config))([x, label])
 
 
 def _output_activation(config: GANConfig) -> layers.Layer:

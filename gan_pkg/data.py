@@ -149,11 +149,11 @@ def _image_folder(path: Path, config: GANConfig) -> Data:
         verbose=False,
     )
     try:
-        pairs = [(np.asarray(x), int(y)) for x, y in dataset] if labelled else [(np.asarray(x), 0) for x in dataset]
+        examples = list(dataset.as_numpy_iterator())  # images, or (image, label) pairs
     except tf.errors.OpError:
         raise DataError(f"{_first_undecodable(files)}: cannot be decoded as an image; remove or replace it") from None
-    images = np.stack([x for x, _ in pairs])
-    labels = np.array([y for _, y in pairs], np.int64) if labelled else None
+    images = np.stack([x for x, _ in examples]) if labelled else np.stack(examples)
+    labels = np.array([y for _, y in examples], np.int64) if labelled else None
     return _split(np.clip(np.round(images), 0, 255).astype(np.uint8), labels, config.holdout)
 
 

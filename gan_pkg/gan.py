@@ -10,6 +10,7 @@ leaves the discriminator untrained or trains at half speed: README, "Presets").
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -46,8 +47,6 @@ def latent_for_seeds(seeds, latent_dim: int, distribution: str, latent_range=(-1
 def class_rows(num_classes: int, columns: int):
     """Inputs for a grid with one row per class and the same noise down each column:
     (noise row indices, labels), both of length num_classes * columns."""
-    import numpy as np
-
     return np.tile(np.arange(columns), num_classes), np.repeat(np.arange(num_classes), columns)
 
 

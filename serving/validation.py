@@ -94,9 +94,10 @@ def validate_inputs(servable, signature: str, inputs: dict, max_batch_size: int)
         raise _invalid("empty batch: dimension 0 of the inputs is 0; send at least one row")
     classes = getattr(servable, "num_classes", 0)
     label = inputs.get(contract.LABEL)
-    if classes and label is not None and label.dtype.kind in "iu" and ((label < 0) | (label >= classes)).any():
-        bad = label[(label < 0) | (label >= classes)].reshape(-1)[:5].tolist()
-        raise _invalid(f"{contract.label_range_message(classes)}; got {bad}")
+    if classes and label is not None and label.dtype.kind in "iu":
+        outside = (label < 0) | (label >= classes)
+        if outside.any():
+            raise _invalid(f"{contract.label_range_message(classes)}; got {label[outside].reshape(-1)[:5].tolist()}")
     check_batch_size(batch, max_batch_size)
     return batch
 
