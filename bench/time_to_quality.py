@@ -1,12 +1,16 @@
-"""Time to quality: FID against training wall-clock, the default run vs the seeds' loop.
+"""Time to quality: FID against training wall-clock, for the seeds' loop and any presets.
 
-    python bench/time_to_quality.py [--budget 150] [--every 15]
+    python bench/time_to_quality.py [--contenders seeds dcgan mnist-dcgan ...] [--budget 900] [--every 60]
 
-Both train DCGAN on the bundled MNIST sample at batch 32 with Adam(2e-4, 0.5)
-from the same seed; each gets `--budget` seconds of training (the clock stops
-while FID is measured), and FID (shipped classifier features, 500 samples from
-fixed noise vs the held-out split) is taken every `--every` seconds. The table
-gives the seconds each needs to reach the seeds' loop's final FID.
+Each contender trains on the bundled MNIST sample from the same seed for
+`--budget` seconds of training (the clock stops while FID is measured); FID
+(the shipped classifier's features, `--num-samples` images from fixed noise vs
+the held-out split, as `python -m gan_pkg.evaluate` measures it) is taken every
+`--every` seconds, through the generator the preset exports (the EMA copy when
+it keeps one). A contender is `seeds` (seed 000's train_on_batch loop), a preset
+name, or a preset with changes: `dcgan:ema_decay=0.999,reuse_fakes=true`.
+Prints the CPU model and ISA flags, then for each contender the seconds to
+reach FID 20, 10, 5 and 3 (interpolated between probes) and its FID at the budget.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from train_throughput import SeedsLoop  # noqa: E402  (bench/ is the script's directory)
+from train_throughput import SeedsLoop, cpu_description  # noqa: E402  (bench/ is the script's directory)
 
 from gan_pkg import config as config_lib  # noqa: E402
 from gan_pkg import data as data_lib  # noqa: E402
@@ -29,13 +33,21 @@ from gan_pkg import evaluate, runtime, train  # noqa: E402
 from gan_pkg.gan import sample_latent  # noqa: E402
 
 CHUNK_STEPS = 25  # steps between clock reads
+TARGETS = (20.0, 10.0, 5.0, 3.0)
+
+
+def parse_contender(spec: str) -> tuple[str, config_lib.GANConfig]:
+    """"dcgan:ema_decay=0.999,reuse_fakes=true" -> (spec, config); "seeds" -> seed 000's recipe."""
+    preset, _, changes = spec.partition(":")
+    values = config_lib.parse_assignments(item for item in changes.split(",") if item)
+    return spec, config_lib.GANConfig.resolve("dcgan" if preset == "seeds" else preset, values)
 
 
 class FIDProbe:
-    def __init__(self, config, holdout):
+    def __init__(self, config, holdout, num_samples):
         self.classifier = evaluate.get_classifier()
         self.reference, _ = self.classifier(holdout.astype(np.float32) / 255.0)
-        self.noise = sample_latent((500, config.latent_dim), [123, 0], config.latent_distribution, config.latent_range)
+        self.noise = sample_latent((num_samples, config.latent_dim), [123, 0], config.latent_distribution, config.latent_range)
 
     def __call__(self, generator) -> float:
         images = (np.asarray(generator.predict(self.noise, batch_size=250, verbose=0), np.float32) + 1.0) / 2.0
@@ -43,16 +55,17 @@ class FIDProbe:
         return evaluate.fid(feats, self.reference)
 
 
-def race(name, step_chunk, generator, probe, budget, every) -> list[tuple[float, int, float]]:
-    """Train in chunks until `budget` seconds of training; FID every `every` s."""
-    curve, trained, steps, next_probe = [(0.0, 0, probe(generator))], 0.0, 0, every
+def race(name, step_chunk, sampler, probe, budget, every) -> list[tuple[float, int, float]]:
+    """Train in chunks until `budget` seconds of training; FID every `every` s.
+    `sampler()` gives the generator to probe (after whatever it must do first)."""
+    curve, trained, steps, next_probe = [(0.0, 0, probe(sampler()))], 0.0, 0, every
     while trained < budget:
         start = time.perf_counter()
         step_chunk(CHUNK_STEPS)
         trained += time.perf_counter() - start
         steps += CHUNK_STEPS
         if trained >= next_probe or trained >= budget:
-            curve.append((trained, steps, probe(generator)))
+            curve.append((trained, steps, probe(sampler())))
             print(f"  {name}: {trained:6.1f}s  step {steps:5d}  FID {curve[-1][2]:.2f}", flush=True)
             next_probe += every
     return curve
@@ -66,42 +79,48 @@ def seconds_to(curve, target: float):
     return None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=150.0, help="training seconds per contender")
-    parser.add_argument("--every", type=float, default=15.0, help="seconds of training between FID probes")
-    args = parser.parse_args()
-
-    config = config_lib.preset("dcgan")
-    data = data_lib.load(config)
-    probe = FIDProbe(config, data.holdout)
-
+def run_contender(name, config, data, probe, budget, every):
     keras.utils.set_random_seed(config.seed)
+    if name == "seeds":
+        seeds = SeedsLoop(config, data_lib.scale_images(data.train, config.output_range).numpy())
+        seeds.run(2)
+        return race(name, seeds.run, lambda: seeds.generator, probe, budget, every), "float32"
     precision = runtime.resolve_precision(config.precision)
     with runtime.dtype_policy(precision):
         model = train.build_gan(config)
         batches = data_lib.training_dataset(data, config)
-        fit = lambda n: model.fit(batches, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)
-        fit(2)  # tracing, outside the race
-        fused = race(f"GAN.fit ({precision})", fit, model.generator, probe, args.budget, args.every)
+        fit = lambda n: model.fit(batches, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)  # noqa: E731
+        fit(2)  # tracing (and XLA compilation), outside the race
 
-    keras.utils.set_random_seed(config.seed)
-    np.random.seed(config.seed)
-    scaled = data_lib.scale_images(data.train, config.output_range).numpy()
-    seeds = SeedsLoop(config, scaled)
-    seeds.run(2)
-    loop = race("seeds' loop", seeds.run, seeds.generator, probe, args.budget, args.every)
+        def sampler():
+            model.refresh_ema_statistics()  # as at every epoch end in gan_pkg.fit
+            return model.inference_generator
 
-    target = loop[-1][2]
-    print(f"\n# Time to quality (DCGAN, batch {config.batch_size}, {args.budget:.0f}s of training each, TF {tf.__version__})\n")
-    print("| contender | final FID | steps in budget | seconds to reach FID {:.2f} |".format(target))
-    print("|---|---:|---:|---:|")
-    for name, curve in ((f"GAN.fit ({precision})", fused), ("seeds' loop (train_on_batch)", loop)):
-        reached = seconds_to(curve, target)
-        print(f"| {name} | {curve[-1][2]:.2f} | {curve[-1][1]} | {'not reached' if reached is None else f'{reached:.0f}'} |")
-    fused_seconds, loop_seconds = seconds_to(fused, target), seconds_to(loop, target)
-    if fused_seconds:
-        print(f"\nGAN.fit reached the seeds' loop's final FID in {fused_seconds / loop_seconds:.2f}x its time.")
+        xla = "XLA" if model.jit_compile else "no XLA"
+        return race(name, fit, sampler, probe, budget, every), f"{precision}, {xla}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contenders", nargs="+", default=["seeds", "dcgan", "mnist-dcgan"], help="seeds, a preset, or preset:field=value,...")
+    parser.add_argument("--budget", type=float, default=900.0, help="training seconds per contender")
+    parser.add_argument("--every", type=float, default=60.0, help="seconds of training between FID probes")
+    parser.add_argument("--num-samples", type=int, default=evaluate.DEFAULT_NUM_SAMPLES, help="generated images per FID probe")
+    args = parser.parse_args()
+    contenders = [parse_contender(spec) for spec in args.contenders]  # bad specs fail before any training
+
+    print(f"# Time to quality (TF {tf.__version__}); CPU: {cpu_description()}", flush=True)
+    data = data_lib.load(contenders[0][1])
+    probe = FIDProbe(contenders[0][1], data.holdout, args.num_samples)
+    results = [(name, *run_contender(name, config, data, probe, args.budget, args.every)) for name, config in contenders]
+
+    print(f"\n{args.budget:.0f} s of training each; FID of {args.num_samples} samples vs the {len(data.holdout)} held-out digits\n")
+    print("| contender | run as | " + " | ".join(f"s to FID {t:g}" for t in TARGETS) + " | FID at budget | steps |")
+    print("|---|---|" + "---:|" * (len(TARGETS) + 2))
+    for name, curve, how in results:
+        reached = [seconds_to(curve, target) for target in TARGETS]
+        cells = " | ".join("-" if r is None else f"{r:.0f}" for r in reached)
+        print(f"| {name} | {how} | {cells} | {curve[-1][2]:.2f} | {curve[-1][1]} |")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,19 @@ def cpu_description() -> str:
     return f"{model or platform.processor() or platform.machine()}; {shown}"
 
 
+def matmul_peak(dtype: tf.DType, n: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of the best of `repeats` n x n matmuls: the roof a compute-bound step is held to."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    matmul(a).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times)
+
+
 # -- the seeds' loop, reproduced ------------------------------------------------
 
 
@@ -136,16 +149,21 @@ class FusedFit:
         return clock.end - clock.first, steps - self.spe
 
 
+def _variant(precision: str, jit_compile: bool = False, **changes):
+    return lambda cfg: dataclasses.replace(cfg, precision=precision, jit_compile=jit_compile, **changes)
+
+
 VARIANTS = {
     "seeds' loop (train_on_batch)": lambda cfg: cfg,
-    "GAN.fit float32": lambda cfg: dataclasses.replace(cfg, precision="float32"),
-    "GAN.fit float32, one G forward": lambda cfg: dataclasses.replace(cfg, precision="float32", reuse_fakes=True),
-    "GAN.fit mixed_bfloat16, one G forward": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16", reuse_fakes=True),
-    "GAN.fit mixed_bfloat16": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16"),
-    "GAN.fit float32 + jit_compile": lambda cfg: dataclasses.replace(cfg, precision="float32", jit_compile=True),
-    "GAN.fit float32 + jit_compile, one G forward": lambda cfg: dataclasses.replace(cfg, precision="float32", jit_compile=True, reuse_fakes=True),
-    "GAN.fit mixed_bfloat16 + jit_compile": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16", jit_compile=True),
-    "GAN.fit mixed_bfloat16, 10 steps/execution": lambda cfg: dataclasses.replace(cfg, precision="mixed_bfloat16", steps_per_execution=10),
+    "GAN.fit default (precision=auto, jit_compile=auto)": lambda cfg: cfg,
+    "GAN.fit float32": _variant("float32"),
+    "GAN.fit float32, one G forward": _variant("float32", reuse_fakes=True),
+    "GAN.fit mixed_bfloat16, one G forward": _variant("mixed_bfloat16", reuse_fakes=True),
+    "GAN.fit mixed_bfloat16": _variant("mixed_bfloat16"),
+    "GAN.fit float32 + jit_compile": _variant("float32", True),
+    "GAN.fit float32 + jit_compile, one G forward": _variant("float32", True, reuse_fakes=True),
+    "GAN.fit mixed_bfloat16 + jit_compile": _variant("mixed_bfloat16", True),
+    "GAN.fit mixed_bfloat16, 10 steps/execution": _variant("mixed_bfloat16", steps_per_execution=10),
 }
 
 
@@ -162,7 +180,8 @@ def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray, varia
             seconds, done = runner.run(steps)
             times[name].append(seconds / done)
     return [
-        {"variant": name, "batch": batch_size, "seconds_per_step": statistics.median(t), "reuse_fakes": configs[name].reuse_fakes}
+        {"variant": name, "batch": batch_size, "seconds_per_step": statistics.median(t), "reuse_fakes": configs[name].reuse_fakes,
+         "precision": runtime.resolve_precision(configs[name].precision)}
         for name, t in times.items()
     ]
 
@@ -174,7 +193,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         help="which rows to measure (the seeds' loop is always first: the ratios are against it)")
+    parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
+                        help="TF's intra-op and inter-op thread pools (default: TF's choice, one per core)")
     args = parser.parse_args()
+    if args.threads:  # before the first op creates the pools
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads[1])
     variants = [next(iter(VARIANTS))] + [v for v in args.variants if not v.startswith("seeds")]
 
     images = (np.random.default_rng(0).uniform(-1, 1, (2048, 28, 28, 1))).astype(np.float32)
@@ -182,7 +206,8 @@ def main() -> None:
     flops = {reuse: step_flops(generator, discriminator, reuse) for reuse in (False, True)}
     peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
 
-    print(f"# DCGAN training throughput (TF {tf.__version__}, {len(os.sched_getaffinity(0))} cores)")
+    threads = f"intra/inter-op threads {args.threads[0]}/{args.threads[1]}" if args.threads else "TF's default thread pools"
+    print(f"# DCGAN training throughput (TF {tf.__version__}, {len(os.sched_getaffinity(0))} cores, {threads})")
     print(f"CPU: {cpu_description()}")
     print(f"analytic FLOPs per image per step: {flops[False] / 1e6:.1f} MFLOP (one G forward: {flops[True] / 1e6:.1f})")
     print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s\n")
@@ -198,7 +223,7 @@ def main() -> None:
             if row["variant"].startswith("seeds"):
                 peak_text = "n/a"
             else:
-                peak = peaks["bfloat16" if "bfloat16" in row["variant"] else "float32"]
+                peak = peaks["bfloat16" if row["precision"] == "mixed_bfloat16" else "float32"]
                 peak_text = f"{100 * gflops * 1e9 / peak:.0f}%"
             print(f"| {batch} | {row['variant']} | {rate:.0f} | {rate / baseline:.2f}x | {gflops:.1f} | {peak_text} |", flush=True)
 

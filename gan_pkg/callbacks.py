@@ -139,6 +139,18 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EMAStatistics(keras.callbacks.Callback):
+    """The EMA generator's batch-norm statistics, measured on its own weights at the end
+    of every epoch and of training (GAN.refresh_ema_statistics): before anything samples
+    from it, checkpoints it or exports it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.refresh_ema_statistics()
+
+    def on_train_end(self, logs=None):
+        self.model.refresh_ema_statistics()
+
+
 class Checkpointer(keras.callbacks.Callback):
     """Whole-model `.keras` (both optimizers, their step) after every epoch.
 

@@ -269,8 +269,30 @@ class GAN(keras.Model):
         decay = self.ema_decay
         for ema, live in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
             ema.assign(decay * ema + (1.0 - decay) * ops.cast(live, ema.dtype))
-        for ema, live in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
-            ema.assign(live)  # batch-norm statistics: copy, not average
+        # Batch-norm statistics are not averaged: refresh_ema_statistics measures them.
+
+    def refresh_ema_statistics(self, num_samples: int = 512):
+        """Measure the EMA generator's batch-norm statistics on its own weights (BigGAN's
+        "standing statistics"). The live generator's running means belong to the live
+        weights; paired with the averaged weights they shift every activation and blur
+        the samples. One forward of `num_samples` fixed noise in training mode, with
+        momentum 0, sets each moving mean/variance to that batch's. Called at the end of
+        every epoch and of training (callbacks.EMAStatistics), before anything samples."""
+        if self.ema_generator is None:
+            return
+        norms = [layer for layer in self.ema_generator._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+        if not norms:
+            return
+        noise = sample_latent((num_samples, self.latent_dim), [self.seed or 0, 1], self.latent_distribution, self.latent_range)
+        labels = ops.arange(num_samples) % self.num_classes if self.num_classes else None
+        momenta = [norm.momentum for norm in norms]
+        try:
+            for norm in norms:
+                norm.momentum = 0.0
+            self.ema_generator(self._conditioned(noise, labels), training=True)
+        finally:
+            for norm, momentum in zip(norms, momenta):
+                norm.momentum = momentum
 
     def call(self, inputs, training=False):
         """noise (or [noise, labels] when conditional) -> samples of the inference generator."""

@@ -78,7 +78,7 @@ def build_gan(config: GANConfig) -> GAN:
         gp_weight=config.gp_weight,
         reuse_fakes=config.reuse_fakes,
         augment_policy=config.augment,
-        jit_compile=config.jit_compile,
+        jit_compile=runtime.resolve_jit_compile(config.jit_compile, runtime.resolve_precision(config.precision), config.strategy),
         steps_per_execution=config.steps_per_execution,
     )
     model.build_optimizers()
@@ -135,7 +135,7 @@ def train(
         epochs, steps_per_epoch = plan_epochs(config, data_lib.steps_per_epoch(data, config))
         guard = callbacks.NaNGuard()
         budget = callbacks.TimeBudget(max_seconds) if max_seconds else None
-        run_callbacks = [guard] + ([budget] if budget else [])
+        run_callbacks = [guard] + ([budget] if budget else []) + ([callbacks.EMAStatistics()] if model.ema_generator is not None else [])
         if val_fid_every and config.is_image:  # first: later callbacks read its logs
             log_dir = workdir / runs.TENSORBOARD / "val_fid"
             run_callbacks.append(callbacks.ValFID(config, data.holdout, every=val_fid_every, log_dir=log_dir))

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from gan_pkg import data as data_lib
+from gan_pkg import gan as gan_lib
 from gan_pkg import losses, runs, runtime, train
 from tiny import tiny
 
@@ -67,6 +68,27 @@ def test_ema_generator_is_exported_and_lags_the_live_one():
     assert model.inference_generator is model.ema_generator
     live, ema = model.generator.trainable_variables[0], model.ema_generator.trainable_variables[0]
     assert not np.allclose(np.array(live), np.array(ema))
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "cdcgan"])
+def test_ema_generator_gets_batch_norm_statistics_of_its_own_weights(preset):
+    """Live running means paired with averaged weights blur samples: after a refresh the
+    EMA generator's moving statistics are its own activations' on the refresh batch, so
+    inference mode reproduces training mode there."""
+    cfg = tiny(preset, ema_decay=0.9)
+    model = train.build_gan(cfg)
+    _fit(model, cfg, steps=3)
+    momenta = [layer.momentum for layer in model.ema_generator._flatten_layers() if hasattr(layer, "moving_mean")]
+    model.refresh_ema_statistics(num_samples=64)
+    noise = gan_lib.sample_latent((64, cfg.latent_dim), [cfg.seed, 1], cfg.latent_distribution, cfg.latent_range)
+    inputs = model._conditioned(noise, tf.range(64) % cfg.num_classes if cfg.num_classes else None)
+    with_batch_stats = np.array(model.ema_generator(inputs, training=True))  # momentum restored: moves the stats a little
+    model.refresh_ema_statistics(num_samples=64)
+    np.testing.assert_allclose(np.array(model.ema_generator(inputs, training=False)), with_batch_stats, atol=1e-4)
+    assert momenta == [layer.momentum for layer in model.ema_generator._flatten_layers() if hasattr(layer, "moving_mean")]
+    live_means = [np.array(v) for v in model.generator.non_trainable_variables if "moving_mean" in v.path]
+    ema_means = [np.array(v) for v in model.ema_generator.non_trainable_variables if "moving_mean" in v.path]
+    assert live_means and not any(np.allclose(a, b) for a, b in zip(live_means, ema_means))
 
 
 def test_mixed_bfloat16_trains_with_float32_outputs():

@@ -7,6 +7,7 @@ import tensorflow as tf
 from tiny import tiny
 
 from gan_pkg import architectures, augment, runs, train
+from gan_pkg import data as data_lib
 from gan_pkg.config import GANConfig
 
 SEED = tf.constant([3, 4], tf.int64)
@@ -100,6 +101,15 @@ def test_a_run_with_every_option_trains_and_resumes_with_them(tmp_path):
     _, model, _ = runs.load_run(tmp_path / "run")
     assert model.augment_policy == ("translation", "cutout")
     assert float(model.g_optimizer.learning_rate) < config.g_learning_rate  # the schedule came back at its step
+
+
+def test_every_option_trains_under_xla():
+    """jit_compile=auto turns XLA on for float32 CPU runs: every option must compile."""
+    config = tiny("cdcgan", jit_compile=True, augment="color,translation,cutout", d_spectral_norm=True, ema_decay=0.9, reuse_fakes=True, lr_schedule="linear")
+    model = train.build_gan(config)
+    history = model.fit(data_lib.training_dataset(data_lib.load(config), config), steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
+    assert model.jit_compile is True and int(model.g_optimizer.iterations) == 2
+    assert all(np.isfinite(values[-1]) for values in history.history.values())
 
 
 def test_tune_recipe_searches_every_option_and_only_for_images():

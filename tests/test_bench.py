@@ -1,0 +1,40 @@
+"""The benchmark scripts' own logic: they run rarely, so a broken one would go unseen."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import time_to_quality  # noqa: E402
+import train_throughput  # noqa: E402
+
+
+def test_contenders_are_presets_with_changes_and_bad_ones_fail_before_training():
+    name, config = time_to_quality.parse_contender("dcgan:ema_decay=0.999,reuse_fakes=true")
+    assert (name, config.preset, config.ema_decay, config.reuse_fakes) == ("dcgan:ema_decay=0.999,reuse_fakes=true", "dcgan", 0.999, True)
+    assert time_to_quality.parse_contender("seeds")[1] == time_to_quality.parse_contender("dcgan")[1]
+    with pytest.raises(ValueError, match="nosuch"):
+        time_to_quality.parse_contender("dcgan:nosuch=1")
+    with pytest.raises(ValueError, match="unknown preset"):
+        time_to_quality.parse_contender("nosuch")
+
+
+def test_time_to_a_fid_is_interpolated_between_probes():
+    curve = [(0.0, 0, 300.0), (60.0, 200, 40.0), (120.0, 400, 10.0), (180.0, 600, 12.0)]
+    assert time_to_quality.seconds_to(curve, 20.0) == pytest.approx(100.0)
+    assert time_to_quality.seconds_to(curve, 10.0) == pytest.approx(120.0)
+    assert time_to_quality.seconds_to(curve, 5.0) is None
+
+
+def test_throughput_bench_measures_a_matmul_peak_and_counts_fewer_flops_with_one_forward():
+    assert train_throughput.matmul_peak(tf.float32, n=64, repeats=2) > 0
+    from gan_pkg import architectures
+    from gan_pkg import config as config_lib
+
+    generator, discriminator = architectures.build(config_lib.preset("dcgan"))
+    two, one = (train_throughput.step_flops(generator, discriminator, reuse) for reuse in (False, True))
+    assert one == two - train_throughput.forward_flops(generator)
+    assert round(two / 1e6, 1) == 825.8  # the figure docs/BENCHMARKS.md quotes
