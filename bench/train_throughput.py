@@ -1,6 +1,6 @@
 """Training throughput of DCGAN: the seeds' loop vs GAN.fit variants, and FLOP/s vs peak.
 
-    python bench/train_throughput.py [--batch-sizes 32 256] [--repeats 3] [--steps 30] [--variants NAME ...]
+    python bench/train_throughput.py [--batch-sizes 32 256] [--repeats 3] [--steps 30] [--variants NAME ...] [--parts] [--threads INTRA INTER]
 
 Prints the CPU model and its ISA flags (avx2, avx512f, avx512_bf16, amx_bf16:
 what decides whether bfloat16 pays) and the float32 and bfloat16 matmul peaks it
@@ -186,6 +186,39 @@ def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray, varia
     ]
 
 
+def time_parts(repeats: int = 20) -> list[tuple[str, str, float, float]]:
+    """(part, how, ms, GFLOP/s) of the float32 step's parts, each its own tf.function,
+    without and with XLA: where a compute-bound step spends its time."""
+    keras.mixed_precision.set_global_policy("float32")
+    generator, discriminator = architectures.build(config_lib.preset("dcgan"))
+    fg, fd = forward_flops(generator), forward_flops(discriminator)
+    noise, images = tf.random.normal((32, 100)), tf.random.normal((64, 28, 28, 1))
+
+    def forward_backward(model, x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(x, training=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    parts = {
+        "generator forward, batch 32": (lambda: generator(noise, training=True), 32 * fg),
+        "generator forward + backward, batch 32": (lambda: forward_backward(generator, noise), 3 * 32 * fg),
+        "discriminator forward + backward, batch 64": (lambda: forward_backward(discriminator, images), 3 * 64 * fd),
+    }
+    rows = []
+    for part, (fn, flops) in parts.items():
+        for how, jit in (("float32", False), ("float32 + XLA", True)):
+            compiled = tf.function(fn, jit_compile=jit)
+            tf.nest.map_structure(lambda t: t.numpy(), compiled())  # trace, compile
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                tf.nest.map_structure(lambda t: t.numpy(), compiled())
+                times.append(time.perf_counter() - start)
+            seconds = statistics.median(times)
+            rows.append((part, how, 1e3 * seconds, flops / seconds / 1e9))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
@@ -193,6 +226,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         help="which rows to measure (the seeds' loop is always first: the ratios are against it)")
+    parser.add_argument("--parts", action="store_true", help="also time the float32 step's parts (G forward, G and D forward+backward), with and without XLA")
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                         help="TF's intra-op and inter-op thread pools (default: TF's choice, one per core)")
     args = parser.parse_args()
@@ -226,6 +260,12 @@ def main() -> None:
                 peak = peaks["bfloat16" if row["precision"] == "mixed_bfloat16" else "float32"]
                 peak_text = f"{100 * gflops * 1e9 / peak:.0f}%"
             print(f"| {batch} | {row['variant']} | {rate:.0f} | {rate / baseline:.2f}x | {gflops:.1f} | {peak_text} |", flush=True)
+
+    if args.parts:
+        print("\n| part | precision | ms | GFLOP/s | % of float32 matmul peak |")
+        print("|---|---|---:|---:|---:|")
+        for part, how, ms, gflops in time_parts():
+            print(f"| {part} | {how} | {ms:.1f} | {gflops:.0f} | {100 * gflops * 1e9 / peaks['float32']:.0f}% |", flush=True)
 
 
 if __name__ == "__main__":

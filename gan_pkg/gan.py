@@ -266,7 +266,10 @@ class GAN(keras.Model):
         return logs
 
     def _update_ema(self):
-        decay = self.ema_decay
+        # Warm-up as tf.train.ExponentialMovingAverage(num_updates=step): a plain 0.999
+        # still weighs the random initial weights by 0.999**700 = 0.5 at step 700.
+        step = ops.cast(self.g_optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
         for ema, live in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
             ema.assign(decay * ema + (1.0 - decay) * ops.cast(live, ema.dtype))
         # Batch-norm statistics are not averaged: refresh_ema_statistics measures them.

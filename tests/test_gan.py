@@ -70,6 +70,17 @@ def test_ema_generator_is_exported_and_lags_the_live_one():
     assert not np.allclose(np.array(live), np.array(ema))
 
 
+def test_ema_warms_up_instead_of_keeping_the_initial_weights():
+    """decay = min(ema_decay, (1 + step) / (10 + step)), step counted after the update: the
+    first update keeps 2/11 of the initial weights, not ema_decay of them."""
+    cfg = tiny("dcgan", ema_decay=0.999)
+    model = train.build_gan(cfg)
+    initial = np.array(model.generator.trainable_variables[0])
+    _fit(model, cfg, steps=1)
+    live, ema = (np.array(g.trainable_variables[0]) for g in (model.generator, model.ema_generator))
+    np.testing.assert_allclose(ema, 2 / 11 * initial + 9 / 11 * live, atol=1e-6)
+
+
 @pytest.mark.parametrize("preset", ["dcgan", "cdcgan"])
 def test_ema_generator_gets_batch_norm_statistics_of_its_own_weights(preset):
     """Live running means paired with averaged weights blur samples: after a refresh the
