@@ -39,12 +39,13 @@ def forward_flops(model: keras.Model) -> int:
     """Multiply-adds x 2 of every Conv2D/Dense layer for one example."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
+        inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer  # SpectralNormalization
+        if isinstance(inner, keras.layers.Conv2D):
             _, h, w, c_out = layer.output.shape
-            k_h, k_w = layer.kernel_size
+            k_h, k_w = inner.kernel_size
             total += 2 * h * w * k_h * k_w * layer.input.shape[-1] * c_out
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units
+        elif isinstance(inner, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * inner.units
     return total
 
 
@@ -155,7 +156,8 @@ def _variant(precision: str, jit_compile: bool = False, **changes):
 
 VARIANTS = {
     "seeds' loop (train_on_batch)": lambda cfg: cfg,
-    "GAN.fit default (precision=auto, jit_compile=auto)": lambda cfg: cfg,
+    "GAN.fit dcgan (precision=auto, jit_compile=auto)": lambda cfg: cfg,
+    "GAN.fit sndcgan": lambda cfg: config_lib.preset("sndcgan").replace(batch_size=cfg.batch_size),
     "GAN.fit float32": _variant("float32"),
     "GAN.fit float32, one G forward": _variant("float32", reuse_fakes=True),
     "GAN.fit mixed_bfloat16, one G forward": _variant("mixed_bfloat16", reuse_fakes=True),

@@ -21,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m gan_pkg.fit",
         description="Train a GAN preset on images (or a 1-D distribution) and export the generator for TF Serving.",
     )
-    parser.add_argument("--preset", default="dcgan", choices=sorted(config_lib.PRESETS), help="seed system to train (default: dcgan)")
+    parser.add_argument("--preset", default=config_lib.DEFAULT_PRESET, choices=sorted(config_lib.PRESETS), help="what to train (default: %(default)s)")
     parser.add_argument("--data", help="mnist-sample (default for images), mnist, fashion-mnist, normal1d, a .npz file or an image folder")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="training steps (generator updates)")

@@ -38,7 +38,7 @@ def base_config(fn_args) -> config_lib.GANConfig:
     """custom_config's preset and GANConfig fields, then train_files and train_steps.
     Keys this module reads itself (TUNER_KEYS) are not config fields."""
     custom = dict(getattr(fn_args, "custom_config", None) or {})
-    preset = custom.pop("preset", config_lib.DCGAN.preset)
+    preset = custom.pop("preset", config_lib.DEFAULT_PRESET)
     values = {key: value for key, value in custom.items() if key not in TUNER_KEYS}
     train_files = getattr(fn_args, "train_files", None)
     if train_files:

@@ -10,6 +10,9 @@ from gan_pkg.gan import sample_latent
     "preset, generator_params, discriminator_params",
     [
         ("dcgan", 856_705, 392_705),  # printed by seed 000's summary()
+        # The default: seed 000's generator as served; D without batch norm (-768) and with
+        # spectral norm's power-iteration vectors (+481, not trained).
+        ("sndcgan", 856_705, 392_418),
         ("mlp", 1_486_352, 1_460_225),  # seed 002's dense layers
         ("dist1d", 2_701, 12_651),  # seed 003 section 7.2, 50 hidden units
     ],

@@ -38,3 +38,5 @@ def test_throughput_bench_measures_a_matmul_peak_and_counts_fewer_flops_with_one
     two, one = (train_throughput.step_flops(generator, discriminator, reuse) for reuse in (False, True))
     assert one == two - train_throughput.forward_flops(generator)
     assert round(two / 1e6, 1) == 825.8  # the figure docs/BENCHMARKS.md quotes
+    spectral = architectures.build(config_lib.preset("sndcgan"))[1]  # wrapped layers count too
+    assert train_throughput.forward_flops(spectral) == train_throughput.forward_flops(discriminator)

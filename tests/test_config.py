@@ -24,6 +24,18 @@ def test_presets_carry_their_seeds_training_rules():
     assert (tanh.optimizer, tanh.nesterov, tanh.latent_dim, tanh.latent_distribution) == ("sgd", True, 10, "uniform")
 
 
+def test_sndcgan_keeps_seed_000s_generator_and_dcgan_keeps_seed_000s_recipe():
+    from gan_pkg import fit
+
+    assert fit.parse_args([]).preset == config_lib.DEFAULT_PRESET == "dcgan"
+    fast, seed = config_lib.preset("sndcgan"), config_lib.preset("dcgan")
+    generator_fields = [f for f in GANConfig.__dataclass_fields__ if f.startswith(("g_", "latent")) and f != "g_learning_rate"]
+    assert all(getattr(fast, f) == getattr(seed, f) for f in generator_fields)
+    assert (fast.loss, fast.d_spectral_norm, fast.d_bn_momentum, fast.d_dropout) == ("hinge", True, 0.0, 0.0)
+    assert (fast.ema_decay, fast.reuse_fakes) == (0.999, True)
+    assert (seed.loss, seed.d_spectral_norm, seed.d_bn_momentum, seed.d_dropout, seed.ema_decay, seed.reuse_fakes) == ("bce", False, 0.8, 0.25, 0.0, False)
+
+
 def test_set_flags_parse_json_values_and_bare_strings():
     values = config_lib.parse_assignments(["g_filters=[64, 32]", "optimizer=rmsprop", "g-learning-rate=1e-3", "jit_compile=true"])
     cfg = GANConfig.resolve("dcgan", values)

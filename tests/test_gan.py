@@ -29,6 +29,15 @@ def test_each_preset_trains_every_weight_of_both_networks(preset):
     assert int(model.g_optimizer.iterations) == 2 and int(model.d_optimizer.iterations) == 2 * cfg.d_steps
 
 
+@pytest.mark.parametrize("preset", ["conv", "mlp", "dist1d", "conv-tanh"])  # dcgan/cdcgan: test_every_option_trains_under_xla
+def test_each_preset_trains_under_xla(preset):
+    """jit_compile=auto compiles every float32 CPU run with XLA: each architecture must."""
+    cfg = tiny(preset, jit_compile=True)
+    model = train.build_gan(cfg)
+    history = _fit(model, cfg)
+    assert model.jit_compile is True and np.isfinite(history.history["g_loss"][-1])
+
+
 def test_d_steps_updates_the_discriminator_that_many_times_per_step():
     cfg = tiny("dcgan", d_steps=3)
     model = train.build_gan(cfg)

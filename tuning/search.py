@@ -29,7 +29,7 @@ TUNERS = ("random", "bayesian", "hyperband")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python tuning/search.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="dcgan", choices=sorted(config_lib.PRESETS))
+    parser.add_argument("--preset", default=config_lib.DEFAULT_PRESET, choices=sorted(config_lib.PRESETS), help="default: %(default)s")
     parser.add_argument("--tuner", default="bayesian", choices=TUNERS)
     parser.add_argument("--max-trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3, help="passes over the training split per trial (hyperband: the maximum)")
