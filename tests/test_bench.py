@@ -1,15 +1,26 @@
 """The benchmark scripts' own logic: they run rarely, so a broken one would go unseen."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
-import time_to_quality  # noqa: E402
-import train_throughput  # noqa: E402
+
+def _load(name: str):
+    """A bench script as a module, without putting bench/ on sys.path (its serving.py
+    would shadow the serving package for every later test in the worker)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_throughput = _load("train_throughput")  # first: time_to_quality imports it by name
+time_to_quality = _load("time_to_quality")
 
 
 def test_contenders_are_presets_with_changes_and_bad_ones_fail_before_training():
