@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n auto --durations=15
 
 bench: $(STAMP)
-	$(PY) bench/train_throughput.py
+	$(PY) bench/train_throughput.py --parts
 	$(PY) bench/serving.py
 	$(PY) bench/time_to_quality.py
 
