@@ -141,13 +141,11 @@ class TimeBudget(keras.callbacks.Callback):
 
 class EMAStatistics(keras.callbacks.Callback):
     """The EMA generator's batch-norm statistics, measured on its own weights at the end
-    of every epoch and of training (GAN.refresh_ema_statistics): before anything samples
-    from it, checkpoints it or exports it."""
+    of every epoch (GAN.refresh_ema_statistics): before anything samples from it,
+    checkpoints it or exports it. Keras ends the epoch even when a callback stops
+    training mid-epoch (--max-time, the NaN guard), so the last state is covered too."""
 
     def on_epoch_end(self, epoch, logs=None):
-        self.model.refresh_ema_statistics()
-
-    def on_train_end(self, logs=None):
         self.model.refresh_ema_statistics()
 
 

@@ -180,16 +180,14 @@ def _coerce(field: dataclasses.Field, value):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
-        if kind == "bool":
+        if kind == "bool | str" and isinstance(value, str) and value.lower() == "auto":
+            return "auto"  # jit_compile: True, False or "auto"
+        if kind in ("bool", "bool | str"):
             if isinstance(value, str):
                 return {"true": True, "false": False}[value.lower()]
             return bool(value)
         if kind == "str":
             return str(value)
-        if kind == "bool | str":  # True, False or "auto"
-            if isinstance(value, str) and value.lower() == "auto":
-                return "auto"
-            return {"true": True, "false": False}[value.lower()] if isinstance(value, str) else bool(value)
     except (ValueError, TypeError, KeyError):
         raise ValueError(f"config field {field.name!r} expects {kind}, got {value!r}") from None
     return value

@@ -280,7 +280,7 @@ class GAN(keras.Model):
         weights; paired with the averaged weights they shift every activation and blur
         the samples. One forward of `num_samples` fixed noise in training mode, with
         momentum 0, sets each moving mean/variance to that batch's. Called at the end of
-        every epoch and of training (callbacks.EMAStatistics), before anything samples."""
+        every epoch (callbacks.EMAStatistics), before anything samples."""
         if self.ema_generator is None:
             return
         norms = [layer for layer in self.ema_generator._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
