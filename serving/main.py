@@ -98,6 +98,8 @@ def parse_args(argv=None, prog=None):
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0, help="0 or less: never look for new versions")
     p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     p.add_argument("--batching_parameters_file", help="BatchingParameters text proto")
+    p.add_argument("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?", const=True, default=False,
+        help="let version_labels name versions that are not loaded (TF Serving's flag; default: refuse to start)")
     p.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="larger requests get INVALID_ARGUMENT")
     p.add_argument("--ssl_config_file", help="SSLConfig text proto (PEM contents inline, as TF Serving reads it)")
     p.add_argument("--monitoring_config_file", help="MonitoringConfig text proto; Prometheus metrics on the REST port")
@@ -159,6 +161,10 @@ def models_from_args(args, log=print) -> list[Model]:
     models = []
     for entry in config.model_config_list.config:
         base = Path(entry.base_path)
+        if not base.is_absolute():  # a convenience here; the same file in the Docker image would not start
+            log(f"warning: {args.model_config_file}: model '{entry.name}' has the relative base_path '{entry.base_path}', "
+                f"served from {root / base}; TF Serving refuses it (\"Expected model {entry.name} to have an absolute path "
+                "or URI\"), so give an absolute path in a config meant for it", file=sys.stderr)
         base = check_base_path(entry.name, base if base.is_absolute() else root / base, roots, args.model_config_file)
         models.append(Model(entry.name, base, _policy_from_config(entry), dict(entry.version_labels), log=log, roots=roots))
     return models
@@ -243,7 +249,17 @@ def start(args, log=print) -> Running:
         if ssl_config is not None and args.host not in ("127.0.0.1", "localhost", "::1"):
             log(f"warning: gRPC uses TLS but REST on {args.host}:{rest_port} is plain HTTP (as in TF Serving); "
                 "pass --rest_api_port 0 to disable it", file=sys.stderr)
-    core.load_now()
+    try:
+        core.load_now()
+        if not getattr(args, "allow_version_labels_for_unavailable_models", False):
+            for model in core.models.values():
+                model.check_labels()
+    except Exception:
+        grpc_server.stop(0)
+        if rest_server is not None:
+            rest_server.server_close()
+        core.stop(timeout=1)
+        raise
     grpc_server.start()
     core.start_polling()
     return Running(core, grpc_server, grpc_port, rest_server, rest_port)

@@ -221,6 +221,19 @@ class Model:
         self.states[version] = ("END", grpc.StatusCode.OK, "")
         self._log(f"unloaded {self.name} version {version}")
 
+    def check_labels(self) -> None:
+        """TF Serving's rule when labels are assigned: each must name a version being served
+        (unless --allow_version_labels_for_unavailable_models). Raises ValueError."""
+        with self._lock:
+            served = sorted(self.servables)
+        for label, version in sorted(self.labels.items()):
+            if version not in served:
+                raise ValueError(
+                    f"Request to assign label '{label}' to version {version} of model '{self.name}', which is not currently "
+                    f"available for inference (versions served: {served or 'none'}); pass "
+                    "--allow_version_labels_for_unavailable_models to assign it anyway"
+                )
+
     def version_for_label(self, label: str) -> int:
         """The version a label names; an unknown label is the caller's mistake (INVALID_ARGUMENT, as TF Serving)."""
         if label not in self.labels:

@@ -118,6 +118,16 @@ class _Connection(web.RequestHandler):
         if self.transport is not None:
             self._arm(REST_KEEPALIVE_S)
 
+    def handle_error(self, request, status: int = 500, exc=None, message=None):
+        """aiohttp's own answers to malformed HTTP (a `Content-Length: abc`, a broken request
+        line) and to failures outside a handler: TF Serving's {"error": ...} JSON, like every
+        other refusal, instead of aiohttp's plain text. The connection still closes."""
+        plain = super().handle_error(request, status, exc, message)  # logs; raises if an answer already began
+        text = "internal error while handling the request" if status >= 500 else (message or plain.reason)
+        response = web.Response(status=status, body=rest_json.dumps({"error": f"{text}"}), headers={"Content-Type": "application/json"})
+        response.force_close()
+        return response
+
     def _arm(self, seconds: float) -> None:
         self._disarm()
         self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
@@ -194,7 +204,11 @@ class RestServer:
 
     async def _stop_listening(self) -> None:
         self._listener.close()
-        self._web.pre_shutdown()  # idle keep-alive connections close now, busy ones after their answer
+        # Idle keep-alive connections close now. A busy one stays open until its answer (which says
+        # Connection: close); a request already sent behind it gets 503 rather than no answer at all.
+        for connection in list(self._web.connections):
+            if connection.awaiting_head and not connection.head_started:
+                connection.force_close()
 
     def _new_connection(self) -> _Connection:
         return _Connection(self._web, loop=self._loop, access_log=None, keepalive_timeout=REST_KEEPALIVE_S,
@@ -236,7 +250,10 @@ class RestServer:
         status, body, content_type = await asyncio.get_running_loop().run_in_executor(
             self._pool, self._answer, request.method, path, raw)
         del raw
-        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+        response = web.Response(status=status, body=body, headers={"Content-Type": content_type})
+        if not self._accepting:  # shutting down: the client should send its next request elsewhere
+            response.force_close()
+        return response
 
     async def _refuse(self, request, status: int, message: str):
         """Answer, then close the connection without reading the rest of the request."""

@@ -77,6 +77,22 @@ def _post(running, path, body: bytes):
         connection.close()
 
 
+@pytest.mark.parametrize("head", [
+    b"POST /v1/models/gan:predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"POST /v1/models/gan:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"GET /v1/models/gan HTTP/9\r\n\r\n",
+])
+def test_malformed_http_gets_the_error_json_and_a_closed_connection(rest_server, head):
+    with socket.create_connection(("127.0.0.1", rest_server.rest_port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = _read_until_closed(sock)
+    status_line, _, rest = answer.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status_line.split()[1] == b"400", answer[:200]
+    assert b"content-type: application/json" in headers.lower()
+    assert set(json.loads(body)) == {"error"} and json.loads(body)["error"]
+
+
 def _valid_status(connection):
     status, payload, _ = _exchange(connection, "GET", "/v1/models/gan")
     assert status == 200, (status, payload)

@@ -9,9 +9,11 @@ handful of examples.
 """
 
 import concurrent.futures
+import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -268,6 +270,30 @@ def test_a_bad_model_config_is_one_line_and_a_failing_exit(tmp_path, monkeypatch
     assert len(lines) == 1 and lines[0].startswith("error:") and "multiple times" in lines[0], lines
 
 
+def test_a_relative_base_path_is_served_with_a_warning_that_tf_serving_refuses_it(root, tmp_path):
+    log = Log()
+    running = server_main.start(server_args(model_config_file=str(_config(tmp_path, GOOD)), rest_api_port=0), log=log)
+    running.stop(grace=0)
+    assert [line for line in log if "relative base_path 'models/gan'" in line and "TF Serving refuses it" in line]
+
+
+@pytest.mark.parametrize("version, allow, starts", [(1, False, True), (7, False, False), (7, True, True)])
+def test_version_labels_must_name_a_served_version_unless_allowed(root, tmp_path, version, allow, starts):
+    """TF Serving refuses to assign a label to a version it is not serving (a typo would
+    otherwise surface as NOT_FOUND on the first labelled request), unless told to allow it."""
+    entry = f'name: "gan" base_path: "{root / "src" / "gan"}" model_platform: "tensorflow" version_labels {{ key: "stable" value: {version} }}'
+    args = server_args(model_config_file=str(_config(tmp_path, entry)), rest_api_port=0, allowed_model_roots=str(root),
+                       allow_version_labels_for_unavailable_models=allow)
+    try:
+        running = server_main.start(args, log=quiet)
+    except ValueError as error:
+        assert not starts, error
+        assert "label 'stable' to version 7 of model 'gan'" in str(error) and "versions served: [1]" in str(error)
+        return
+    running.stop(grace=0)
+    assert starts, "started with a label naming a version that is not served"
+
+
 # --------------------------------------------------------------------------- shutdown
 
 GRACE_S, BATCH_S, CALLS = 1.0, 0.3, 10
@@ -329,3 +355,40 @@ def test_stop_answers_every_call_in_flight_within_the_grace_period(root, tmp_pat
     # Refused by the server, saying why; at most the one batch running at the deadline is cut by gRPC itself.
     said = [message for code, message in refused if code == "UNAVAILABLE" and "shutting down" in message]
     assert len(said) >= len(refused) - 1 and {code for code, _ in refused} <= {"UNAVAILABLE", "CANCELLED"}, refused
+
+
+def test_a_rest_answer_during_the_drain_closes_its_keep_alive_connection(root):
+    """Two requests pipelined on one keep-alive connection: the first is being computed when
+    stop() begins, so it is answered, with Connection: close, and the connection closes: the
+    second request is not run during the drain, and the client knows to send it elsewhere."""
+    running = server_main.start(server_args(model_base_path=str(root / "src" / "gan")), log=quiet)
+    servable = running.core.models["gan"].servables[1]
+    run, started = servable.run, threading.Event()
+
+    def slow(signature, inputs):
+        started.set()
+        time.sleep(0.5)
+        return run(signature, inputs)
+
+    servable.run = slow
+    body = json.dumps({"instances": [[0.0] * 100]}).encode()
+    request = (f"POST /v1/models/gan:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    stopper = threading.Thread(target=running.stop, args=(3.0,))
+    with socket.create_connection(("127.0.0.1", running.rest_port), timeout=10) as sock:
+        sock.sendall(request)
+        assert started.wait(10), "the first request never reached the model"
+        stopper.start()
+        time.sleep(0.1)
+        sock.sendall(request)
+        sock.settimeout(10)
+        answer = b""
+        while chunk := sock.recv(1 << 20):  # until the server closes (socket timeout: 10 s)
+            answer += chunk
+    stopper.join(timeout=30)
+    statuses = re.findall(rb"^HTTP/1\.1 (\d{3})", answer, re.MULTILINE)
+    # The answer tells the client to go elsewhere; by HTTP's rules a request pipelined behind a
+    # "Connection: close" answer was not processed, so the client may send it again elsewhere.
+    assert statuses == [b"200"], answer[:300]
+    assert b"connection: close" in answer.split(b"\r\n\r\n", 1)[0].lower(), answer[:300]
+
