@@ -30,6 +30,10 @@ class GANConfig:
     # > 0: class-conditional on labels 0..num_classes-1 (image presets): G gets the label
     # joined to its noise, D a projection head; the data must carry labels.
     num_classes: int = 0
+    # > 0 (conditional only): AC-GAN's auxiliary classifier (Odena et al. 2017) beside the
+    # projection: D also predicts the label of real images, and G is trained to make fakes
+    # that D's classifier reads as the label asked for; the weight of both class losses.
+    aux_class_weight: float = 0.0
 
     # Generator: dense to `g_initial_shape`, then one conv block per `g_filters`
     # entry and an output conv with the image's channels; `g_kernel_sizes` and
@@ -133,6 +137,8 @@ class GANConfig:
             raise ValueError(f"augment: preset {config.preset!r} makes 1-D samples; DiffAugment works on images")
         if config.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {config.lr_schedule!r}")
+        if config.aux_class_weight < 0 or (config.aux_class_weight and not config.num_classes):
+            raise ValueError(f"aux_class_weight must be 0, or > 0 with num_classes > 0 (a conditional preset such as cdcgan), got {config.aux_class_weight}")
         if config.num_classes and not config.is_image:
             raise ValueError(f"num_classes: preset {config.preset!r} makes 1-D samples, which carry no labels; conditioning needs an image preset")
         return config

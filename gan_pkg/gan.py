@@ -119,6 +119,7 @@ class GAN(keras.Model):
         gp_weight: float = 10.0,
         reuse_fakes: bool = False,
         augment_policy: str = "",
+        aux_class_weight: float = 0.0,
         **kwargs,
     ):
         super().compile(**kwargs)
@@ -137,6 +138,7 @@ class GAN(keras.Model):
         self.reuse_fakes = bool(reuse_fakes)
         # DiffAugment: D sees real and fake images augmented alike, in the D and the G step.
         self.augment_policy = augment.parse_augment_policy(augment_policy)
+        self.aux_class_weight = float(aux_class_weight)
         self._compile_kwargs = kwargs
 
     def get_compile_config(self):
@@ -149,6 +151,7 @@ class GAN(keras.Model):
             "gp_weight": self.gp_weight,
             "reuse_fakes": self.reuse_fakes,
             "augment_policy": ",".join(self.augment_policy),
+            "aux_class_weight": self.aux_class_weight,
             **self._compile_kwargs,
         }
 
@@ -194,7 +197,17 @@ class GAN(keras.Model):
         return self.generator(self._conditioned(noise, labels), training=training)
 
     def _discriminate(self, images, labels, training=True):
-        return self.discriminator(self._conditioned(images, labels), training=training)
+        """(real/fake logits, class logits or None): an AC-GAN discriminator has both outputs."""
+        outputs = self.discriminator(self._conditioned(images, labels), training=training)
+        return tuple(outputs) if isinstance(outputs, (list, tuple)) else (outputs, None)
+
+    def _class_loss(self, class_logits, labels):
+        """AC-GAN's auxiliary loss, weighted; 0 for a discriminator without a class head."""
+        if class_logits is None:
+            return 0.0
+        return self.aux_class_weight * ops.mean(
+            keras.losses.sparse_categorical_crossentropy(labels, ops.cast(class_logits, "float32"), from_logits=True)
+        )
 
     def _augment(self, images):
         """DiffAugment with a fresh draw per call (identity without a policy)."""
@@ -205,13 +218,16 @@ class GAN(keras.Model):
     def _d_update(self, real, fake, labels):
         """One discriminator step on real images and (constant) fakes, both of `labels`."""
         with tf.GradientTape() as tape:
-            real_logits = self._discriminate(self._augment(real), labels)
-            fake_logits = self._discriminate(self._augment(fake), labels)
+            real_logits, real_classes = self._discriminate(self._augment(real), labels)
+            fake_logits, _ = self._discriminate(self._augment(fake), labels)
             d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.label_smoothing)
+            # D learns the classes from real images only: a fake's label is what G was
+            # asked for, not what it drew, and fitting those would reward G's mistakes.
+            d_loss += self._class_loss(real_classes, labels)
             if self.gan_loss.needs_gradient_penalty:
                 alpha_shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
                 alpha = keras.random.uniform(alpha_shape, seed=self.seed_generator)
-                critic = lambda x, training: self._discriminate(x, labels, training)  # noqa: E731
+                critic = lambda x, training: self._discriminate(x, labels, training)[0]  # noqa: E731
                 d_loss += self.gp_weight * losses.gradient_penalty(critic, real, ops.cast(fake, "float32"), alpha)
         self._step(self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables)
         return real_logits, fake_logits, d_loss
@@ -243,8 +259,8 @@ class GAN(keras.Model):
             if self.reuse_fakes:
                 with tape.stop_recording():
                     real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake), labels)
-            g_logits = self._discriminate(self._augment(fake), labels)
-            g_loss = self.gan_loss.g_loss(g_logits)
+            g_logits, fake_classes = self._discriminate(self._augment(fake), labels)
+            g_loss = self.gan_loss.g_loss(g_logits) + self._class_loss(fake_classes, labels)
         self._step(self.g_optimizer, g_loss, tape, self.generator.trainable_variables)
         if self.ema_generator is not None:
             self._update_ema()

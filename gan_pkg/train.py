@@ -78,6 +78,7 @@ def build_gan(config: GANConfig) -> GAN:
         gp_weight=config.gp_weight,
         reuse_fakes=config.reuse_fakes,
         augment_policy=config.augment,
+        aux_class_weight=config.aux_class_weight,
         jit_compile=runtime.resolve_jit_compile(config.jit_compile, runtime.resolve_precision(config.precision), config.strategy),
         steps_per_execution=config.steps_per_execution,
     )

@@ -34,6 +34,10 @@ Behaviour worth knowing:
   and a base path that does not exist is an error at start (export a model first).
 - --model_config_file is checked as TF Serving checks it (unique, non-empty names,
   non-empty base paths, model_platform "tensorflow"); a bad one stops the start with one line.
+  Its version_labels must name versions being served once the models load, or the start
+  stops (--allow_version_labels_for_unavailable_models lifts that, as in TF Serving). A
+  relative base_path is served from beside the config file, with a warning: TF Serving
+  refuses relative base paths, so a config meant for the Docker image needs absolute ones.
 - a version whose load or warmup fails is not served, and not retried until its files
   change; the next highest loadable version is served meanwhile. Once its folder is gone,
   so is its error from the model's status.
@@ -49,6 +53,7 @@ Behaviour worth knowing:
   REST stays plain HTTP: with TLS, keep REST on 127.0.0.1 or disable it (--rest_api_port 0).
 - SIGTERM/SIGINT: new calls are refused; calls in flight finish within a 10 s grace period
   (queued batches run at once; one whose batch has not started by then gets UNAVAILABLE); exit 0.
+  REST answers given during the drain say Connection: close; idle connections close at once.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from gan_pkg import data as data_lib
 from gan_pkg import evaluate as ev
 from gan_pkg.config import GANConfig
 from gan_pkg.runs import load_run
-from gan_pkg.train import train
+from gan_pkg.train import build_gan, train
 from serving import main as server_main
 from serving_helpers import REPO, quiet, server_args
 
@@ -66,7 +66,13 @@ def test_cdcgan_is_seed_000s_dcgan_with_a_label_input_and_a_projection_head():
 
 @pytest.mark.parametrize(
     "preset, values, words",
-    [("dist1d", {"num_classes": 10}, "1-D samples"), ("dcgan", {"num_classes": 1}, "at least 2"), ("dcgan", {"num_classes": -3}, "at least 2")],
+    [
+        ("dist1d", {"num_classes": 10}, "1-D samples"),
+        ("dcgan", {"num_classes": 1}, "at least 2"),
+        ("dcgan", {"num_classes": -3}, "at least 2"),
+        ("dcgan", {"aux_class_weight": 1.0}, "num_classes > 0"),
+        ("cdcgan", {"aux_class_weight": -1.0}, "aux_class_weight"),
+    ],
 )
 def test_conditioning_that_cannot_work_is_refused(preset, values, words):
     with pytest.raises(ValueError, match=words):
@@ -82,6 +88,41 @@ def test_every_image_architecture_takes_the_label():
         # The same noise with another label is another image; D scores image and label together.
         assert not np.allclose(images.numpy(), generator([noise, tf.constant([1, 1])]).numpy())
         assert discriminator([images, tf.constant([0, 2])]).shape == (2, 1)
+
+
+def test_an_aux_classifier_discriminator_also_scores_the_classes():
+    config = tiny("cdcgan", num_classes=3, aux_class_weight=1.0)
+    generator, discriminator = architectures.build(config)
+    images = generator([tf.zeros((2, config.latent_dim)), tf.constant([0, 2])])
+    logit, class_logits = discriminator([images, tf.constant([0, 2])])
+    assert logit.shape == (2, 1) and class_logits.shape == (2, 3)
+
+
+def _halves(count: int):
+    """Class 0 lights the left half of the image, class 1 the right half."""
+    labels = np.arange(count) % 2
+    images = -np.ones((count, 28, 28, 1), np.float32)
+    for i, label in enumerate(labels):
+        images[i, :, 14 * label : 14 * (label + 1)] = 1.0
+    return images, labels.astype(np.int32)
+
+
+def test_aux_class_weight_teaches_the_discriminator_the_classes_and_the_generator_to_draw_them():
+    """AC-GAN's two class losses: D learns to tell the classes of real images apart, and G's
+    fakes are pushed towards what D reads as the label asked for."""
+    images, labels = _halves(64)
+    config = tiny("cdcgan", num_classes=2, aux_class_weight=1.0, d_learning_rate=2e-3, g_learning_rate=2e-3)
+    model = build_gan(config)
+    model.fit(tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(8), steps_per_epoch=150, epochs=1, verbose=0)
+    _, class_logits = model.discriminator([tf.constant(images), tf.constant(labels)], training=False)
+    assert np.mean(np.argmax(class_logits, axis=1) == labels) >= 0.9
+    fakes = model.sample(tf.random.stateless_normal((64, config.latent_dim), [0, 0]), labels)
+    _, fake_class_logits = model.discriminator([fakes, tf.constant(labels)], training=False)
+    assert np.mean(np.argmax(fake_class_logits, axis=1) == labels) >= 0.75
+    # Both losses carry the weighted class term (at chance, cross-entropy is log 2 per image).
+    heavy = build_gan(config.replace(aux_class_weight=100.0))
+    logs = heavy.fit(images, labels, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0).history
+    assert logs["d_loss"][0] > 20 and logs["g_loss"][0] > 20
 
 
 # --------------------------------------------------------------------------- data
