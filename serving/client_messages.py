@@ -10,6 +10,7 @@ import base64
 import numpy as np
 
 from gan_pkg import contract
+from serving import tensors
 
 MAX_MESSAGE_BYTES = 2**31 - 1
 CHANNEL_OPTIONS = [
@@ -53,12 +54,6 @@ def generate_signature(configured, noise=None, seeds=None) -> str:
     return standard
 
 
-def _tensor_proto(array: np.ndarray):
-    import tensorflow as tf
-
-    return tf.make_tensor_proto(array)
-
-
 def build_predict_request(model_name, signature, noise=None, seeds=None, version=None, output_filter=(), labels=None):
     """A PredictRequest with `noise` (float32 [B, latent]) or `seed` (int64 [B]), and for a
     conditional model `label` (int64 [B])."""
@@ -70,22 +65,20 @@ def build_predict_request(model_name, signature, noise=None, seeds=None, version
     if version is not None:
         request.model_spec.version.value = int(version)
     if noise is not None:
-        request.inputs[contract.NOISE].CopyFrom(_tensor_proto(np.asarray(noise, np.float32)))
+        request.inputs[contract.NOISE].CopyFrom(tensors.to_proto(np.asarray(noise, np.float32)))
     elif seeds is not None:
-        request.inputs[contract.SEED].CopyFrom(_tensor_proto(np.asarray(seeds, np.int64).reshape(-1)))
+        request.inputs[contract.SEED].CopyFrom(tensors.to_proto(np.asarray(seeds, np.int64).reshape(-1)))
     else:
         raise ValueError("pass noise or seeds")
     if labels is not None:
-        request.inputs[contract.LABEL].CopyFrom(_tensor_proto(np.asarray(labels, np.int64).reshape(-1)))
+        request.inputs[contract.LABEL].CopyFrom(tensors.to_proto(np.asarray(labels, np.int64).reshape(-1)))
     request.output_filter.extend(output_filter)
     return request
 
 
 def parse_predict_response(response) -> dict:
     """PredictResponse -> {output key: ndarray} (strings as bytes objects)."""
-    import tensorflow as tf
-
-    return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+    return {key: tensors.to_ndarray(proto) for key, proto in response.outputs.items()}
 
 
 def pick_output(outputs: dict) -> np.ndarray:

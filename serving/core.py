@@ -11,6 +11,7 @@ import time
 import grpc
 
 from gan_pkg import contract
+from serving import tensors
 from serving.batching import Batcher
 from serving.errors import ServingError, _invalid, as_serving_error
 from serving.monitoring import UNKNOWN_MODEL, Metrics
@@ -88,7 +89,7 @@ class ModelServer:
             signature = request.model_spec.signature_name or contract.SERVING_DEFAULT
             if signature not in servable.inputs:
                 raise ValueError(f"warmup request names unknown signature '{signature}'")
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            inputs = {k: tensors.to_ndarray(v) for k, v in request.inputs.items()}
             validate_inputs(servable, signature, inputs, DEFAULT_MAX_BATCH_SIZE * 1024)
             servable.run(signature, inputs)
 
@@ -154,14 +155,13 @@ class ModelServer:
     def _predict(self, request):
         from tensorflow_serving.apis import predict_pb2
 
-        tf = _tf()
         servable = self.servable(request.model_spec)
         signature = self.signature_of(servable, request.model_spec.signature_name)
         check_input_protos(servable, signature, request.inputs, self.max_batch_size, self.max_elements)
         inputs = {}
         for key, proto in request.inputs.items():
             try:
-                inputs[key] = tf.make_ndarray(proto)
+                inputs[key] = tensors.to_ndarray(proto)
             except Exception as error:  # noqa: BLE001
                 raise _invalid(f"input '{key}' is not a valid TensorProto: {error}") from None
         servable, signature, outputs = self.predict_arrays(request.model_spec, inputs, list(request.output_filter), servable)
@@ -170,7 +170,7 @@ class ModelServer:
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature
         for key, value in outputs.items():
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+            response.outputs[key].CopyFrom(tensors.to_proto(value))
         return response
 
     def metadata(self, request):

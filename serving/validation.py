@@ -4,6 +4,8 @@ headers (gRPC, before anything is decoded)."""
 
 from __future__ import annotations
 
+import math
+
 import grpc
 import numpy as np
 
@@ -123,5 +125,5 @@ def check_input_protos(servable, signature: str, protos: dict, max_batch_size: i
         dims = None if proto.tensor_shape.unknown_rank else [d.size for d in proto.tensor_shape.dim]
         check_input(signature, key, specs[key], dims, got)
         check_batch_size(dims[0], max_batch_size)
-        if int(np.prod(dims, dtype=np.float64)) > max_elements:
+        if math.prod(dims) > max_elements:
             raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"input '{key}' of shape {dims} is too large")

@@ -26,9 +26,8 @@ import pytest
 from PIL import Image
 
 import serving.client as client_mod
-import serving.client_messages as client_messages
 from gan_pkg import contract
-from serving import core, main as server_main
+from serving import core, main as server_main, tensors
 from serving_helpers import LATENT, REPO, export_tiny, free_port, quiet, server_args, wait_for
 
 
@@ -147,7 +146,7 @@ def _noise_request(**changes):
         if key == "inputs":
             del request.inputs[contract.NOISE]
             for name, array in value.items():
-                request.inputs[name].CopyFrom(client_messages._tensor_proto(array))
+                request.inputs[name].CopyFrom(tensors.to_proto(array))
         elif key == "version":
             request.model_spec.version.value = value
         elif key == "output_filter":
@@ -382,7 +381,7 @@ def test_client_request_building_and_parsing():
 
     response = predict_pb2.PredictResponse()
     images = np.linspace(0, 1, 2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 1)
-    response.outputs[contract.IMAGES].CopyFrom(client_messages._tensor_proto(images))
+    response.outputs[contract.IMAGES].CopyFrom(tensors.to_proto(images))
     parsed = client_mod.parse_predict_response(response)
     np.testing.assert_array_equal(client_mod.pick_output(parsed), images)
 

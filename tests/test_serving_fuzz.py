@@ -24,9 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import serving.client as client_mod
-import serving.client_messages as client_messages
 from gan_pkg import contract
-from serving import main as server_main, rest_api
+from serving import main as server_main, rest_api, tensors
 from serving_helpers import LATENT, export_tiny, quiet, server_args
 
 MAX_BATCH = 8
@@ -190,7 +189,7 @@ def test_fuzzed_predict_gets_the_documented_status(fuzz_server, case):
     if version is not None:
         request.model_spec.version.value = version
     for key, array in inputs.items():
-        request.inputs[key].CopyFrom(client_messages._tensor_proto(array))
+        request.inputs[key].CopyFrom(tensors.to_proto(array))
     code, detail = _call(channel, request)
     want = expected_code(model, version, signature, inputs)
     assert code == want, (want, code, detail, {k: (v.dtype, v.shape) for k, v in inputs.items()})
