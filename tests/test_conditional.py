@@ -50,16 +50,18 @@ def served(trained):
 # --------------------------------------------------------------------------- config and architecture
 
 
-def test_cdcgan_is_seed_000s_dcgan_with_a_label_input_and_a_projection_head():
+def test_cdcgan_is_seed_000s_dcgan_with_a_label_input_a_projection_and_a_class_head():
     config = GANConfig.resolve("cdcgan")
-    assert config.num_classes == CLASSES and config.replace(num_classes=0, preset="dcgan") == GANConfig.resolve("dcgan")
+    assert config.num_classes == CLASSES and config.aux_class_weight == 1.0
+    assert config.replace(num_classes=0, aux_class_weight=0.0, preset="dcgan") == GANConfig.resolve("dcgan")
     generator, discriminator = architectures.build(config)
     # Seed 000's 856,705 + the label embedding (10x10) and its 10 extra inputs to the first
     # Dense (10 x 6,272) + class-conditional batch norm (a scale and shift per class instead of
-    # one, on 128 + 128 + 64 channels); seed 000's 392,705 + one 4,096-wide projection row per class.
+    # one, on 128 + 128 + 64 channels); seed 000's 392,705 + one 4,096-wide projection row per class
+    # + AC-GAN's class head (a 4,096 x 10 dense layer and its biases).
     assert generator.count_params() == 856_705 + 100 + 62_720 + (2 * CLASSES - 2) * (128 + 128 + 64)
     assert sum(type(layer).__name__ == "ConditionalBatchNorm" for layer in generator.layers) == 3
-    assert discriminator.count_params() == 392_705 + 40_960
+    assert discriminator.count_params() == 392_705 + 40_960 + 40_970
     assert [tuple(i.shape) for i in generator.inputs] == [(None, 100), (None,)]
     assert [i.dtype for i in discriminator.inputs] == ["float32", "int32"]
 
