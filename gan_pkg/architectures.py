@@ -106,16 +106,17 @@ def _discriminator(config: GANConfig, image, features) -> keras.Model:
     """D from its input and its last features: a linear logit, plus, when conditional, the
     projection <embed(label), features> that scores how well the image fits its label
     (and, with `aux_class_weight`, a second output: class logits from the same features)."""
-    logit = _d_layer(config, layers.Dense(1, dtype="float32", name="logit"))(features)
-    if not config.is_conditional:
-        return keras.Model(image, logit, name="discriminator")
-    label = keras.Input((), dtype="int32", name="label")
-    embedded = layers.Embedding(config.num_classes, features.shape[-1], dtype="float32", name="label_projection")(label)
-    projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, features])
-    outputs = layers.Add(dtype="float32", name="conditional_logit")([logit, projection])
+    outputs = _d_layer(config, layers.Dense(1, dtype="float32", name="logit"))(features)
+    inputs = image
+    if config.is_conditional:
+        label = keras.Input((), dtype="int32", name="label")
+        embedded = layers.Embedding(config.num_classes, features.shape[-1], dtype="float32", name="label_projection")(label)
+        projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, features])
+        outputs = layers.Add(dtype="float32", name="conditional_logit")([outputs, projection])
+        inputs = [image, label]
     if config.aux_class_weight:  # AC-GAN: a second output, the class logits of the same features
-        outputs = [outputs, _d_layer(config, layers.Dense(config.num_classes, dtype="float32", name="class_logits"))(features)]
-    return keras.Model([image, label], outputs, name="discriminator")
+        outputs = [outputs, _d_layer(config, layers.Dense(config.label_classes, dtype="float32", name="class_logits"))(features)]
+    return keras.Model(inputs, outputs, name="discriminator")
 
 
 def _check_lengths(config: GANConfig, *pairs: tuple[str, int]) -> None:

@@ -30,10 +30,14 @@ class GANConfig:
     # > 0: class-conditional on labels 0..num_classes-1 (image presets): G gets the label
     # joined to its noise, D a projection head; the data must carry labels.
     num_classes: int = 0
-    # > 0 (conditional only): AC-GAN's auxiliary classifier (Odena et al. 2017) beside the
-    # projection: D also predicts the label of real images, and G is trained to make fakes
-    # that D's classifier reads as the label asked for; the weight of both class losses.
+    # > 0: D gets a class head that learns the real images' labels (AC-GAN's auxiliary
+    # classifier, Odena et al. 2017); the weight of D's and G's class losses. A conditional G
+    # is trained to make fakes the head reads as the label asked for; an unconditional one
+    # (`aux_classes` > 0) to make fakes it reads confidently as one class, every class
+    # equally often across a batch (the Inception-score objective under D's head: CatGAN,
+    # AM-GAN). Either way the served generator is unchanged; only training uses labels.
     aux_class_weight: float = 0.0
+    aux_classes: int = 0  # unconditional presets: the classes of the data's labels that D's head learns
 
     # Generator: dense to `g_initial_shape`, then one conv block per `g_filters`
     # entry and an output conv with the image's channels; `g_kernel_sizes` and
@@ -96,6 +100,12 @@ class GANConfig:
     def is_conditional(self) -> bool:
         return self.num_classes > 0
 
+    @property
+    def label_classes(self) -> int:
+        """Classes the training labels range over: the conditional classes, or those D's class
+        head learns; 0 when training needs no labels (batches are images only)."""
+        return self.num_classes or (self.aux_classes if self.aux_class_weight else 0)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -137,8 +147,16 @@ class GANConfig:
             raise ValueError(f"augment: preset {config.preset!r} makes 1-D samples; DiffAugment works on images")
         if config.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {config.lr_schedule!r}")
-        if config.aux_class_weight < 0 or (config.aux_class_weight and not config.num_classes):
-            raise ValueError(f"aux_class_weight must be 0, or > 0 with num_classes > 0 (a conditional preset such as cdcgan), got {config.aux_class_weight}")
+        if config.aux_class_weight < 0 or (config.aux_class_weight and not (config.num_classes or config.aux_classes)):
+            raise ValueError(
+                f"aux_class_weight must be 0, or > 0 with num_classes > 0 (a conditional preset such as cdcgan) or, "
+                f"unconditionally, aux_classes > 0 (the data's classes), got {config.aux_class_weight}"
+            )
+        if config.aux_classes and (config.aux_classes < 2 or config.num_classes or not config.aux_class_weight):
+            raise ValueError(
+                f"aux_classes ({config.aux_classes}) is for unconditional presets (num_classes=0) with aux_class_weight > 0, "
+                "and counts at least 2 classes"
+            )
         if config.num_classes and not config.is_image:
             raise ValueError(f"num_classes: preset {config.preset!r} makes 1-D samples, which carry no labels; conditioning needs an image preset")
         return config

@@ -137,8 +137,8 @@ def _image_folder(path: Path, config: GANConfig) -> Data:
     height, width, channels = config.image_shape
     if channels not in (1, 3):
         raise DataError(f"{path}: image folders give 1 (grayscale) or 3 (RGB) channels, preset wants {channels}")
-    # A conditional preset reads one subfolder per class, labelled in sorted name order.
-    labelled = config.is_conditional and any(p.is_dir() for p in path.iterdir())
+    # A conditional preset (or a class head) reads one subfolder per class, labelled in sorted name order.
+    labelled = bool(config.label_classes) and any(p.is_dir() for p in path.iterdir())
     dataset = keras.utils.image_dataset_from_directory(
         path,
         labels="inferred" if labelled else None,
@@ -175,29 +175,28 @@ def _normal1d(config: GANConfig) -> Data:
 def load(config: GANConfig) -> Data:
     """Load and check `config.data`; raise DataError with a clear message."""
     data = _load(config)
-    if config.is_conditional:
+    if config.label_classes:
         _check_labels(data, config)
     return data
 
 
 def _check_labels(data: Data, config: GANConfig) -> None:
-    """A conditional preset needs a label in [0, num_classes) for every training example."""
+    """A conditional preset (or a class head) needs a label in [0, classes) for every training example."""
+    classes, field = (config.num_classes, "num_classes") if config.is_conditional else (config.aux_classes, "aux_classes")
     if data.train_labels is None:
+        why = f"is conditional (num_classes={classes})" if config.is_conditional else f"trains a class head (aux_classes={classes})"
+        undo = "--set num_classes=0 to train unconditionally" if config.is_conditional else "--set aux_class_weight=0 aux_classes=0"
         raise DataError(
-            f"{config.data}: preset {config.preset!r} is conditional (num_classes={config.num_classes}) but this data "
-            "has no labels; use mnist-sample, an .npz with y_train, or a folder with one subfolder per class "
-            "(or --set num_classes=0 to train unconditionally)"
+            f"{config.data}: preset {config.preset!r} {why} but this data "
+            f"has no labels; use mnist-sample, an .npz with y_train, or a folder with one subfolder per class (or {undo})"
         )
     for name, labels in (("training", data.train_labels), ("held-out", data.holdout_labels)):
         if labels is None:
             continue
         labels = np.asarray(labels).reshape(-1)
-        if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= config.num_classes)):
+        if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
             found = f"{labels.min()}..{labels.max()}" if labels.size and np.issubdtype(labels.dtype, np.number) else str(labels.dtype)
-            raise DataError(
-                f"{config.data}: {name} labels must be integers in 0..{config.num_classes - 1} "
-                f"(num_classes={config.num_classes}), found {found}"
-            )
+            raise DataError(f"{config.data}: {name} labels must be integers in 0..{classes - 1} ({field}={classes}), found {found}")
 
 
 def _load(config: GANConfig) -> Data:
@@ -242,7 +241,7 @@ def training_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
         ).prefetch(tf.data.AUTOTUNE)
     if len(data.train) < config.batch_size:
         raise DataError(f"{len(data.train)} training examples is fewer than one batch of {config.batch_size}")
-    if config.is_conditional:  # (images, labels): the GAN draws its fakes' labels from the real batch
+    if config.label_classes:  # (images, labels): fakes take the real batch's labels; a class head learns them
         examples = (data.train, np.asarray(data.train_labels, np.int32).reshape(-1))
         scale = lambda x, y: (scale_images(x, config.output_range), y)  # noqa: E731
     else:

@@ -191,7 +191,7 @@ class GAN(keras.Model):
 
     def _conditioned(self, x, labels):
         """A sub-model's input: x alone, or [x, labels] for a conditional GAN."""
-        return x if labels is None else [x, labels]
+        return [x, labels] if self.num_classes else x
 
     def _generate(self, noise, labels, training=True):
         return self.generator(self._conditioned(noise, labels), training=training)
@@ -205,9 +205,21 @@ class GAN(keras.Model):
         """AC-GAN's auxiliary loss, weighted; 0 for a discriminator without a class head."""
         if class_logits is None:
             return 0.0
+        if labels is None:
+            raise ValueError("the discriminator has a class head (aux_class_weight) but the batches carry no labels")
         return self.aux_class_weight * ops.mean(
             keras.losses.sparse_categorical_crossentropy(labels, ops.cast(class_logits, "float32"), from_logits=True)
         )
+
+    def _class_structure_loss(self, class_logits):
+        """An unconditional G's class loss, weighted: mean entropy of the head's reading of each
+        fake (low: each fake is clearly one class) minus the entropy of the batch's mean reading
+        (high: every class equally often), i.e. minus the Inception score's log under D's head."""
+        if class_logits is None:
+            return 0.0
+        probabilities = ops.softmax(ops.cast(class_logits, "float32"), axis=-1)
+        entropy = lambda p: -ops.sum(p * ops.log(p + 1e-8), axis=-1)  # noqa: E731
+        return self.aux_class_weight * (ops.mean(entropy(probabilities)) - entropy(ops.mean(probabilities, axis=0)))
 
     def _augment(self, images):
         """DiffAugment with a fresh draw per call (identity without a policy)."""
@@ -236,10 +248,10 @@ class GAN(keras.Model):
         """A batch -> (images, labels or None). Fakes are drawn with the real batch's labels,
         so they follow the training data's label distribution."""
         real, labels = (data[0], data[1] if len(data) > 1 else None) if isinstance(data, (tuple, list)) else (data, None)
-        if not self.num_classes:
-            return real, None
         if labels is None:
-            raise ValueError(f"this GAN is conditional (num_classes={self.num_classes}): batches must be (images, labels)")
+            if self.num_classes:
+                raise ValueError(f"this GAN is conditional (num_classes={self.num_classes}): batches must be (images, labels)")
+            return real, None
         return real, ops.cast(ops.reshape(labels, (-1,)), "int32")
 
     def train_step(self, data):
@@ -260,7 +272,11 @@ class GAN(keras.Model):
                 with tape.stop_recording():
                     real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake), labels)
             g_logits, fake_classes = self._discriminate(self._augment(fake), labels)
-            g_loss = self.gan_loss.g_loss(g_logits) + self._class_loss(fake_classes, labels)
+            g_loss = self.gan_loss.g_loss(g_logits)
+            if self.num_classes:
+                g_loss += self._class_loss(fake_classes, labels)
+            else:
+                g_loss += self._class_structure_loss(fake_classes)
         self._step(self.g_optimizer, g_loss, tape, self.generator.trainable_variables)
         if self.ema_generator is not None:
             self._update_ema()

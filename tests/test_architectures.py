@@ -37,7 +37,11 @@ def test_every_preset_maps_noise_to_its_output_shape_and_range(name):
     if cfg.output_range:
         low, high = cfg.output_range
         assert out.min() >= low and out.max() <= high
-    assert tuple(discriminator(condition(out)).shape) == (4, 1)
+    scores = discriminator(condition(out))
+    if cfg.aux_class_weight:  # a class head too: the logits of cfg.label_classes classes
+        scores, class_logits = scores
+        assert tuple(class_logits.shape) == (4, cfg.label_classes)
+    assert tuple(scores.shape) == (4, 1)
 
 
 def test_filters_come_from_the_config():

@@ -74,6 +74,9 @@ def test_cdcgan_is_seed_000s_dcgan_with_a_label_input_a_projection_and_a_class_h
         ("dcgan", {"num_classes": -3}, "at least 2"),
         ("dcgan", {"aux_class_weight": 1.0}, "num_classes > 0"),
         ("cdcgan", {"aux_class_weight": -1.0}, "aux_class_weight"),
+        ("dcgan", {"aux_classes": 10}, "aux_classes"),
+        ("cdcgan", {"aux_classes": 10}, "aux_classes"),
+        ("dcgan", {"aux_classes": 1, "aux_class_weight": 1.0}, "at least 2"),
     ],
 )
 def test_conditioning_that_cannot_work_is_refused(preset, values, words):
@@ -107,6 +110,43 @@ def _halves(count: int):
     for i, label in enumerate(labels):
         images[i, :, 14 * label : 14 * (label + 1)] = 1.0
     return images, labels.astype(np.int32)
+
+
+def test_an_unconditional_discriminator_can_learn_the_classes_without_conditioning_the_generator():
+    config = tiny("dcgan", aux_class_weight=1.0, aux_classes=3)
+    assert config.label_classes == 3 and not config.is_conditional
+    generator, discriminator = architectures.build(config)
+    assert len(generator.inputs) == 1  # the served model is unchanged
+    logit, class_logits = discriminator(generator(tf.zeros((2, config.latent_dim))))
+    assert logit.shape == (2, 1) and class_logits.shape == (2, 3)
+
+
+def test_the_unconditional_class_loss_rewards_confident_fakes_of_every_class():
+    model = build_gan(tiny("dcgan", aux_class_weight=1.0, aux_classes=2))
+    sure = np.array([[9.0, -9.0], [-9.0, 9.0]], np.float32)  # each fake clearly one class, both classes
+    one_class = np.array([[9.0, -9.0], [9.0, -9.0]], np.float32)
+    unsure = np.zeros((2, 2), np.float32)
+    assert float(model._class_structure_loss(sure)) == pytest.approx(-np.log(2), abs=1e-3)
+    assert float(model._class_structure_loss(one_class)) == pytest.approx(0.0, abs=1e-3)
+    assert float(model._class_structure_loss(unsure)) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_an_unconditional_class_head_learns_the_real_classes_and_the_generator_draws_both():
+    images, labels = _halves(64)
+    config = tiny("dcgan", aux_class_weight=1.0, aux_classes=2, d_learning_rate=2e-3, g_learning_rate=2e-3)
+    model = build_gan(config)
+    model.fit(tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(8), steps_per_epoch=150, epochs=1, verbose=0)
+    _, class_logits = model.discriminator(tf.constant(images), training=False)
+    assert np.mean(np.argmax(class_logits, axis=1) == labels) >= 0.9
+    fakes = model.sample(tf.random.stateless_normal((64, config.latent_dim), [0, 0]))
+    _, fake_class_logits = model.discriminator(fakes, training=False)
+    shares = np.bincount(np.argmax(fake_class_logits, axis=1), minlength=2) / 64
+    assert shares.min() >= 0.25, shares
+    # The generator's loss carries the class-structure term (stood in for by a constant here).
+    model._class_structure_loss = lambda class_logits: 1000.0
+    model.train_function = None  # trace the step again, with the stand-in
+    logs = model.fit(images, labels, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0).history
+    assert logs["g_loss"][0] > 900
 
 
 def test_aux_class_weight_teaches_the_discriminator_the_classes_and_the_generator_to_draw_them():
@@ -156,6 +196,8 @@ def test_a_conditional_preset_on_unlabelled_or_mislabelled_data_stops_with_one_l
     np.savez(tmp_path / "bad.npz", x_train=np.zeros((8, 28, 28), np.uint8), y_train=np.arange(8) + 5)
     with pytest.raises(data_lib.DataError, match=r"labels must be integers in 0\.\.9 .*found 5\.\.12"):
         data_lib.load(tiny("cdcgan", data=str(tmp_path / "bad.npz"), holdout=2))
+    with pytest.raises(data_lib.DataError, match=r"class head \(aux_classes=10\) but this data has no labels"):
+        data_lib.load(tiny("dcgan", data=str(tmp_path / "flat"), holdout=2, aux_class_weight=1.0, aux_classes=10))
 
 
 # --------------------------------------------------------------------------- training
