@@ -51,3 +51,13 @@ def test_throughput_bench_measures_a_matmul_peak_and_counts_fewer_flops_with_one
     assert round(two / 1e6, 1) == 825.8  # the figure docs/BENCHMARKS.md quotes
     spectral = architectures.build(config_lib.preset("sndcgan"))[1]  # wrapped layers count too
     assert train_throughput.forward_flops(spectral) == train_throughput.forward_flops(discriminator)
+
+
+def test_grpc_floor_runs_end_to_end_and_prints_every_row(capsys):
+    """bench/grpc_floor.py with tiny counts: both echo servers, the minimal Predict server and
+    the batcher answer, and each row reports finite numbers."""
+    grpc_floor = _load("grpc_floor")
+    assert grpc_floor.main(["--requests", "20", "--clients", "2", "--per-client", "5"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split("|")[1].strip().split(",")[0] for row in rows] == ["echo", "echo", "minimal Predict", "batcher only"]
+    assert "x in-process" in rows[2] and "of in-process batch 16" in rows[3]
