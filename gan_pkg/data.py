@@ -185,7 +185,7 @@ def _check_labels(data: Data, config: GANConfig) -> None:
     classes, field = (config.num_classes, "num_classes") if config.is_conditional else (config.aux_classes, "aux_classes")
     if data.train_labels is None:
         why = f"is conditional (num_classes={classes})" if config.is_conditional else f"trains a class head (aux_classes={classes})"
-        undo = "--set num_classes=0 to train unconditionally" if config.is_conditional else "--set aux_class_weight=0 aux_classes=0"
+        undo = "--set num_classes=0 to train unconditionally" if config.is_conditional else "--set aux_class_weight=0 --set aux_classes=0"
         raise DataError(
             f"{config.data}: preset {config.preset!r} {why} but this data "
             f"has no labels; use mnist-sample, an .npz with y_train, or a folder with one subfolder per class (or {undo})"
@@ -197,6 +197,9 @@ def _check_labels(data: Data, config: GANConfig) -> None:
         if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
             found = f"{labels.min()}..{labels.max()}" if labels.size and np.issubdtype(labels.dtype, np.number) else str(labels.dtype)
             raise DataError(f"{config.data}: {name} labels must be integers in 0..{classes - 1} ({field}={classes}), found {found}")
+    seen = int(np.max(data.train_labels)) + 1 if np.size(data.train_labels) else 0
+    if not config.is_conditional and seen < classes:  # the balance term would push G towards classes the head never saw
+        raise DataError(f"{config.data}: the training labels cover 0..{seen - 1} but aux_classes={classes}; use --set aux_classes={seen}")
 
 
 def _load(config: GANConfig) -> Data:

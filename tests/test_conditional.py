@@ -198,6 +198,9 @@ def test_a_conditional_preset_on_unlabelled_or_mislabelled_data_stops_with_one_l
         data_lib.load(tiny("cdcgan", data=str(tmp_path / "bad.npz"), holdout=2))
     with pytest.raises(data_lib.DataError, match=r"class head \(aux_classes=10\) but this data has no labels"):
         data_lib.load(tiny("dcgan", data=str(tmp_path / "flat"), holdout=2, aux_class_weight=1.0, aux_classes=10))
+    np.savez(tmp_path / "three.npz", x_train=np.zeros((8, 28, 28), np.uint8), y_train=np.arange(8) % 3)
+    with pytest.raises(data_lib.DataError, match=r"cover 0\.\.2 but aux_classes=10; use --set aux_classes=3"):
+        data_lib.load(tiny("dcgan", data=str(tmp_path / "three.npz"), holdout=2, aux_class_weight=1.0, aux_classes=10))
 
 
 # --------------------------------------------------------------------------- training
