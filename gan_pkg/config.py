@@ -239,8 +239,8 @@ PRESETS: dict[str, GANConfig] = {
     ),
     # Seed 000's DCGAN, the served generator unchanged (856,705 parameters, noise in), with a
     # class head in D that learns the training labels; G is trained to make fakes that head reads
-    # confidently as one digit, every digit equally often. One full run each on an AVX2 EPYC:
-    # FID 10.9 against `dcgan`'s 15.1 (docs/BENCHMARKS.md B8). Needs labelled data.
+    # confidently as one digit, every digit equally often. Two seeds each on an AVX2 EPYC:
+    # FID 10.7-10.9 against `dcgan`'s 15.1-15.2 (docs/BENCHMARKS.md B8). Needs labelled data.
     "dcgan-aux": dataclasses.replace(DCGAN, preset="dcgan-aux", aux_class_weight=1.0, aux_classes=10),
     # Seed 000's DCGAN conditioned on the digit: the label joins G's noise and D's projection
     # head; AC-GAN's class loss beside the projection took label accuracy from 0.940 to 0.971
