@@ -90,6 +90,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _closing_error(status: int, message: str) -> web.Response:
+    """TF Serving's error JSON, with Connection: close."""
+    response = web.Response(status=status, body=rest_json.dumps({"error": message}), headers={"Content-Type": "application/json"})
+    response.force_close()
+    return response
+
+
 class _Connection(web.RequestHandler):
     """aiohttp's connection handler, with the two clocks aiohttp does not keep: the head of a
     request (from its first byte) and idleness before the first request."""
@@ -123,10 +130,7 @@ class _Connection(web.RequestHandler):
         line) and to failures outside a handler: TF Serving's {"error": ...} JSON, like every
         other refusal, instead of aiohttp's plain text. The connection still closes."""
         plain = super().handle_error(request, status, exc, message)  # logs; raises if an answer already began
-        text = "internal error while handling the request" if status >= 500 else (message or plain.reason)
-        response = web.Response(status=status, body=rest_json.dumps({"error": f"{text}"}), headers={"Content-Type": "application/json"})
-        response.force_close()
-        return response
+        return _closing_error(status, "internal error while handling the request" if status >= 500 else (message or plain.reason))
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -204,8 +208,8 @@ class RestServer:
 
     async def _stop_listening(self) -> None:
         self._listener.close()
-        # Idle keep-alive connections close now. A busy one stays open until its answer (which says
-        # Connection: close); a request already sent behind it gets 503 rather than no answer at all.
+        # Idle keep-alive connections close now. A busy one closes after its answer, which says
+        # Connection: close, so a client that pipelined more knows those were not run.
         for connection in list(self._web.connections):
             if connection.awaiting_head and not connection.head_started:
                 connection.force_close()
@@ -257,9 +261,7 @@ class RestServer:
 
     async def _refuse(self, request, status: int, message: str):
         """Answer, then close the connection without reading the rest of the request."""
-        response = web.Response(status=status, body=rest_json.dumps({"error": message}),
-                                headers={"Content-Type": "application/json"})
-        response.force_close()  # Connection: close
+        response = _closing_error(status, message)
         await response.prepare(request)
         await response.write_eof()
         request.protocol.force_close()  # no lingering read of a body that was refused
