@@ -296,7 +296,8 @@ def test_new_version_picked_up_half_written_ignored_deleted_unloaded(tmp_path, e
             assert set(core.servables) == {version} and 50 not in core.states
             shutil.rmtree(new)  # deleted from disk: unloaded, and the latest left (1) is served again
             wait_for(lambda: set(core.servables) == {1}, what="fallback to version 1")
-            assert core.states[version][0] == "END"
+            # The servable leaves the table before its state reads END: wait for the state too.
+            wait_for(lambda: core.states[version][0] == "END", what=f"version {version} END")
             assert c.generate(seeds=[1]).shape == (1, 28, 28, 1)
     finally:
         running.stop(grace=2)
