@@ -1,6 +1,6 @@
 """Time to quality: FID against training wall-clock, for the seeds' loop and any presets.
 
-    python bench/time_to_quality.py [--contenders seeds dcgan sndcgan ...] [--budget 900] [--every 60]
+    python bench/time_to_quality.py [--contenders seeds dcgan dcgan-classcode ...] [--budget 900] [--every 60]
 
 Each contender trains on the bundled MNIST sample from the same seed for
 `--budget` seconds of training (the clock stops while FID is measured); FID
@@ -102,7 +102,7 @@ def run_contender(name, config, data, probe, budget, every):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contenders", nargs="+", default=["seeds", "dcgan", "sndcgan"], help="seeds, a preset, or preset:field=value,...")
+    parser.add_argument("--contenders", nargs="+", default=["seeds", "dcgan", config_lib.DEFAULT_PRESET], help="seeds, a preset, or preset:field=value,...")
     parser.add_argument("--budget", type=float, default=900.0, help="training seconds per contender")
     parser.add_argument("--every", type=float, default=60.0, help="seconds of training between FID probes")
     parser.add_argument("--num-samples", type=int, default=evaluate.DEFAULT_NUM_SAMPLES, help="generated images per FID probe")

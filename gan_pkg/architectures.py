@@ -21,6 +21,7 @@ from typing import Callable
 import keras
 from keras import layers
 
+from gan_pkg.class_code import ClassCode
 from gan_pkg.config import GANConfig
 
 
@@ -95,6 +96,8 @@ def _generator_inputs(config: GANConfig):
     """(the generator's inputs, the vector its first layer sees, the label or None): the
     noise, joined to an embedding of the label when the config is conditional."""
     noise = keras.Input((config.latent_dim,), name="noise")
+    if config.noise_class_code:
+        return noise, ClassCode(config.aux_classes, name="class_code")(noise), None
     if not config.is_conditional:
         return noise, noise, None
     label = keras.Input((), dtype="int32", name="label")
@@ -108,9 +111,9 @@ def _discriminator(config: GANConfig, image, features) -> keras.Model:
     (and, with `aux_class_weight`, a second output: class logits from the same features)."""
     outputs = _d_layer(config, layers.Dense(1, dtype="float32", name="logit"))(features)
     inputs = image
-    if config.is_conditional:
+    if config.drawn_classes:
         label = keras.Input((), dtype="int32", name="label")
-        embedded = layers.Embedding(config.num_classes, features.shape[-1], dtype="float32", name="label_projection")(label)
+        embedded = layers.Embedding(config.drawn_classes, features.shape[-1], dtype="float32", name="label_projection")(label)
         projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, features])
         outputs = layers.Add(dtype="float32", name="conditional_logit")([outputs, projection])
         inputs = [image, label]

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from gan_pkg import data as data_lib
 from gan_pkg import pictures, runs
+from gan_pkg.class_code import noise_with_class
 from gan_pkg.classifier import BATCH, get_classifier
 from gan_pkg.config import GANConfig
 from gan_pkg.files import atomic_path, write_json
@@ -46,12 +47,14 @@ class SampleMonitor(keras.callbacks.Callback):
         self.directory = Path(workdir) / runs.SAMPLES
         self.holdout = holdout
         self.labels, self.columns = None, None
-        if config.is_conditional:
-            rows, self.labels = class_rows(config.num_classes, self.CLASS_COLUMNS)
+        if config.drawn_classes:
+            rows, self.labels = class_rows(config.drawn_classes, self.CLASS_COLUMNS)
             num, self.columns = self.CLASS_COLUMNS, self.CLASS_COLUMNS
         self.noise = sample_latent((num, config.latent_dim), [config.seed, 7], config.latent_distribution, config.latent_range)
-        if config.is_conditional:
+        if config.drawn_classes:
             self.noise = tf.gather(self.noise, rows)
+        if config.noise_class_code:  # the class rides in the noise: the generator takes no label
+            self.noise, self.labels = noise_with_class(self.noise, self.labels, config.drawn_classes), None
         self.writer = tf.summary.create_file_writer(str(Path(workdir) / runs.TENSORBOARD / "samples"))
 
     def on_epoch_end(self, epoch, logs=None):

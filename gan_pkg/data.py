@@ -175,31 +175,48 @@ def _normal1d(config: GANConfig) -> Data:
 def load(config: GANConfig) -> Data:
     """Load and check `config.data`; raise DataError with a clear message."""
     data = _load(config)
-    if config.label_classes:
+    if config.label_classes and data.train_labels is not None:
         _check_labels(data, config)
+    elif config.is_conditional:
+        raise DataError(
+            f"{config.data}: preset {config.preset!r} is conditional (num_classes={config.num_classes}) but this data has "
+            "no labels; use mnist-sample, an .npz with y_train, or a folder with one subfolder per class "
+            "(or --set num_classes=0 to train unconditionally)"
+        )
     return data
 
 
 def _check_labels(data: Data, config: GANConfig) -> None:
-    """A conditional preset (or a class head) needs a label in [0, classes) for every training example."""
-    classes, field = (config.num_classes, "num_classes") if config.is_conditional else (config.aux_classes, "aux_classes")
-    if data.train_labels is None:
-        why = f"is conditional (num_classes={classes})" if config.is_conditional else f"trains a class head (aux_classes={classes})"
-        undo = "--set num_classes=0 to train unconditionally" if config.is_conditional else "--set aux_class_weight=0 --set aux_classes=0"
-        raise DataError(
-            f"{config.data}: preset {config.preset!r} {why} but this data "
-            f"has no labels; use mnist-sample, an .npz with y_train, or a folder with one subfolder per class (or {undo})"
-        )
+    """Every label an integer in [0, num_classes) (a conditional preset), or >= 0 (a class
+    head's, whose classes are counted from the data by `fit_class_head`)."""
+    classes = config.num_classes or None
     for name, labels in (("training", data.train_labels), ("held-out", data.holdout_labels)):
         if labels is None:
             continue
         labels = np.asarray(labels).reshape(-1)
-        if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
+        if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= (classes or np.inf))):
             found = f"{labels.min()}..{labels.max()}" if labels.size and np.issubdtype(labels.dtype, np.number) else str(labels.dtype)
-            raise DataError(f"{config.data}: {name} labels must be integers in 0..{classes - 1} ({field}={classes}), found {found}")
-    seen = int(np.max(data.train_labels)) + 1 if np.size(data.train_labels) else 0
-    if not config.is_conditional and seen < classes:  # the balance term would push G towards classes the head never saw
-        raise DataError(f"{config.data}: the training labels cover 0..{seen - 1} but aux_classes={classes}; use --set aux_classes={seen}")
+            allowed = f"in 0..{classes - 1} (num_classes={classes})" if classes else ">= 0"
+            raise DataError(f"{config.data}: {name} labels must be integers {allowed}, found {found}")
+
+
+def fit_class_head(config: GANConfig, data: Data, log=print) -> GANConfig:
+    """An unconditional preset's class head (`aux_classes`) sized to the data's classes:
+    the classes its labels cover (the balance term would push G towards classes the head
+    never saw), or no head at all when the data has no labels or one class. Says so in one
+    line when it changes the config; a conditional preset is not changed (`load` refuses
+    its unlabelled data)."""
+    if config.is_conditional or not config.aux_classes:
+        return config
+    classes = int(np.max(data.train_labels)) + 1 if data.train_labels is not None and np.size(data.train_labels) else 0
+    if classes == config.aux_classes:
+        return config
+    if classes < 2:
+        found = "has no labels" if data.train_labels is None else "has one class"
+        log(f"{config.data} {found}: training preset {config.preset!r} without its class head (aux_classes={config.aux_classes})")
+        return config.replace(aux_classes=0, aux_class_weight=0.0, noise_class_code=False)
+    log(f"{config.data}: its labels cover {classes} classes, so preset {config.preset!r}'s class head learns {classes} (not {config.aux_classes})")
+    return config.replace(aux_classes=classes)
 
 
 def _load(config: GANConfig) -> Data:
@@ -245,6 +262,8 @@ def training_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
     if len(data.train) < config.batch_size:
         raise DataError(f"{len(data.train)} training examples is fewer than one batch of {config.batch_size}")
     if config.label_classes:  # (images, labels): fakes take the real batch's labels; a class head learns them
+        if data.train_labels is None:
+            raise DataError(f"{config.data}: has no labels for the class head (aux_classes={config.aux_classes}); see data.fit_class_head")
         examples = (data.train, np.asarray(data.train_labels, np.int32).reshape(-1))
         scale = lambda x, y: (scale_images(x, config.output_range), y)  # noqa: E731
     else:

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         print(f"stopped by --max-time {args.max_time} at step {result.step} of the planned {planned}; run the same command again to resume")
     print(f"samples: {workdir}/samples/latest.png  losses: {workdir}/loss.png")
     if not args.no_export and result.chief:
-        target = export.export_model(result.model, cfg, args.export_base, args.model_name)
+        target = export.export_model(result.model, result.config, args.export_base, args.model_name)
         print(f"exported generator to {target}")
     return 0
 

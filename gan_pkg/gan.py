@@ -15,6 +15,7 @@ import tensorflow as tf
 from keras import ops
 
 from gan_pkg import augment, losses
+from gan_pkg.class_code import noise_with_class
 
 
 def sample_latent(shape, seed, distribution: str, latent_range=(-1.0, 1.0)):
@@ -67,6 +68,7 @@ class GAN(keras.Model):
         ema_decay: float = 0.0,
         seed: int | None = None,
         num_classes: int = 0,
+        noise_code_classes: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,6 +80,9 @@ class GAN(keras.Model):
         self.ema_decay = float(ema_decay)
         self.seed = seed
         self.num_classes = int(num_classes)  # > 0: G and D take [x, label], batches are (images, labels)
+        # > 0: G takes noise only, a fake's class is the argmax of its first values (noise_with_class);
+        # D takes [x, label] as a conditional D does.
+        self.noise_code_classes = int(noise_code_classes)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # The EMA copy is what gets exported: averaged weights give smoother samples.
         self.ema_generator = None
@@ -100,6 +105,7 @@ class GAN(keras.Model):
             "ema_decay": self.ema_decay,
             "seed": self.seed,
             "num_classes": self.num_classes,
+            "noise_code_classes": self.noise_code_classes,
         }
 
     @classmethod
@@ -193,12 +199,19 @@ class GAN(keras.Model):
         """A sub-model's input: x alone, or [x, labels] for a conditional GAN."""
         return [x, labels] if self.num_classes else x
 
+    @property
+    def _fakes_have_labels(self) -> bool:
+        """Whether each fake is drawn for a label: G takes it, or it is coded in the noise."""
+        return bool(self.num_classes or self.noise_code_classes)
+
     def _generate(self, noise, labels, training=True):
+        if self.noise_code_classes:
+            noise = noise_with_class(noise, labels, self.noise_code_classes)
         return self.generator(self._conditioned(noise, labels), training=training)
 
     def _discriminate(self, images, labels, training=True):
         """(real/fake logits, class logits or None): an AC-GAN discriminator has both outputs."""
-        outputs = self.discriminator(self._conditioned(images, labels), training=training)
+        outputs = self.discriminator([images, labels] if self._fakes_have_labels else images, training=training)
         return tuple(outputs) if isinstance(outputs, (list, tuple)) else (outputs, None)
 
     def _class_loss(self, class_logits, labels):
@@ -249,8 +262,8 @@ class GAN(keras.Model):
         so they follow the training data's label distribution."""
         real, labels = (data[0], data[1] if len(data) > 1 else None) if isinstance(data, (tuple, list)) else (data, None)
         if labels is None:
-            if self.num_classes:
-                raise ValueError(f"this GAN is conditional (num_classes={self.num_classes}): batches must be (images, labels)")
+            if self._fakes_have_labels:
+                raise ValueError(f"this GAN draws fakes for labels (num_classes={self.num_classes}, noise_code_classes={self.noise_code_classes}): batches must be (images, labels)")
             return real, None
         return real, ops.cast(ops.reshape(labels, (-1,)), "int32")
 
@@ -273,7 +286,7 @@ class GAN(keras.Model):
                     real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake), labels)
             g_logits, fake_classes = self._discriminate(self._augment(fake), labels)
             g_loss = self.gan_loss.g_loss(g_logits)
-            if self.num_classes:
+            if self._fakes_have_labels:
                 g_loss += self._class_loss(fake_classes, labels)
             else:
                 g_loss += self._class_structure_loss(fake_classes)

@@ -67,6 +67,7 @@ def build_gan(config: GANConfig) -> GAN:
         latent_range=config.latent_range,
         ema_decay=config.ema_decay,
         num_classes=config.num_classes,
+        noise_code_classes=config.aux_classes if config.noise_class_code else 0,
         seed=config.seed,
     )
     model.compile(
@@ -115,6 +116,9 @@ def train(
     """
     workdir = Path(workdir)
     data = data_lib.load(config)  # bad data fails before anything is written
+    sized = data_lib.fit_class_head(config, data)
+    if sized != config:  # a model built for the preset's head does not fit this data
+        config, model = sized, None
     runs.prepare(workdir, config)
     precision = runtime.resolve_precision(config.precision)
     strategy = runtime.make_strategy(config.strategy)

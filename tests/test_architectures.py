@@ -10,11 +10,12 @@ from gan_pkg.gan import sample_latent
     "preset, generator_params, discriminator_params",
     [
         ("dcgan", 856_705, 392_705),  # printed by seed 000's summary()
-        # The default: seed 000's generator as served; D without batch norm (-768) and with
+        # Seed 000's generator as served; D without batch norm (-768) and with
         # spectral norm's power-iteration vectors (+481, not trained).
         ("sndcgan", 856_705, 392_418),
         # Seed 000's networks; D adds a class head (4,096 features x 10 digits + 10 biases).
         ("dcgan-aux", 856_705, 392_705 + 40_970),
+        ("dcgan-classcode", 856_705, 392_705 + 40_970 + 40_960),  # + cdcgan's projection rows
         ("mlp", 1_486_352, 1_460_225),  # seed 002's dense layers
         ("dist1d", 2_701, 12_651),  # seed 003 section 7.2, 50 hidden units
     ],
@@ -30,10 +31,11 @@ def test_every_preset_maps_noise_to_its_output_shape_and_range(name):
     cfg = config_lib.preset(name)
     generator, discriminator = architectures.build(cfg)
     noise = sample_latent((4, cfg.latent_dim), [0, 0], cfg.latent_distribution, cfg.latent_range)
-    labels = np.arange(4, dtype="int32") % max(cfg.num_classes, 1)
+    labels = np.arange(4, dtype="int32") % max(cfg.drawn_classes, 1)
     noise = np.asarray(noise)
     condition = (lambda x: [x, labels]) if cfg.is_conditional else (lambda x: x)  # noqa: E731
     out = np.asarray(generator(condition(noise), training=False))
+    condition = (lambda x: [x, labels]) if cfg.drawn_classes else (lambda x: x)  # noqa: E731  D: a class code's too
     assert out.shape == (4, *cfg.image_shape)
     assert np.isfinite(out).all()
     if cfg.output_range:

@@ -20,6 +20,7 @@ from gan_pkg import architectures, contract, export, session_loader
 from gan_pkg import data as data_lib
 from gan_pkg import evaluate as ev
 from gan_pkg.config import GANConfig
+from gan_pkg.class_code import noise_with_class
 from gan_pkg.runs import load_run
 from gan_pkg.train import build_gan, train
 from serving import main as server_main
@@ -149,6 +150,39 @@ def test_an_unconditional_class_head_learns_the_real_classes_and_the_generator_d
     assert logs["g_loss"][0] > 900
 
 
+def test_noise_with_class_moves_the_largest_code_value_to_the_label_and_keeps_the_distribution():
+    noise = tf.random.stateless_normal((20000, 12), [1, 2])
+    labels = tf.random.stateless_uniform((20000,), [3, 4], 0, 4, tf.int32)
+    coded = noise_with_class(noise, labels, 4).numpy()
+    assert (np.argmax(coded[:, :4], axis=1) == labels.numpy()).all()
+    np.testing.assert_array_equal(np.sort(coded[:, :4], axis=1), np.sort(noise.numpy()[:, :4], axis=1))  # a swap
+    np.testing.assert_array_equal(coded[:, 4:], noise.numpy()[:, 4:])
+    already = np.argmax(noise.numpy()[:, :4], axis=1) == labels.numpy()
+    np.testing.assert_array_equal(coded[already], noise.numpy()[already])
+    # Uniform labels: each code value is still N(0, 1), so plain noise serves every class alike.
+    assert np.abs(coded[:, :4].mean(axis=0)).max() < 0.03 and np.abs(coded[:, :4].std(axis=0) - 1).max() < 0.03
+
+
+def test_a_noise_coded_gan_serves_noise_only_and_trains_as_a_conditional_one():
+    config = tiny("dcgan", aux_class_weight=1.0, aux_classes=2, noise_class_code=True)
+    assert config.drawn_classes == 2 and not config.is_conditional
+    full = GANConfig.resolve("dcgan", {"aux_class_weight": 1.0, "aux_classes": 10, "noise_class_code": True})
+    generator, discriminator = architectures.build(full)
+    assert generator.count_params() == 856_705 and len(generator.inputs) == 1  # seed 000's served G
+    assert [i.name for i in discriminator.inputs] == ["image", "label"]
+    model = build_gan(config)
+    noise, labels = tf.random.stateless_normal((6, config.latent_dim), [0, 1]), tf.constant([0, 1, 1, 0, 1, 0])
+    np.testing.assert_allclose(
+        model._generate(noise, labels, training=False), model.generator(noise_with_class(noise, labels, 2), training=False), atol=1e-6
+    )
+    model._class_loss = lambda class_logits, labels: 1000.0 if class_logits is not None else 0.0
+    images, real_labels = _halves(8)
+    logs = model.fit(images, real_labels, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0).history
+    assert logs["g_loss"][0] > 900 and logs["d_loss"][0] > 900  # AC-GAN's losses on both sides
+    with pytest.raises(ValueError, match="noise_class_code .* aux_classes"):
+        GANConfig.resolve("dcgan", {"noise_class_code": True})
+
+
 def test_aux_class_weight_teaches_the_discriminator_the_classes_and_the_generator_to_draw_them():
     """AC-GAN's two class losses: D learns to tell the classes of real images apart, and G's
     fakes are pushed towards what D reads as the label asked for."""
@@ -199,11 +233,31 @@ def test_a_conditional_preset_on_unlabelled_or_mislabelled_data_stops_with_one_l
     np.savez(tmp_path / "bad.npz", x_train=np.zeros((8, 28, 28), np.uint8), y_train=np.arange(8) + 5)
     with pytest.raises(data_lib.DataError, match=r"labels must be integers in 0\.\.9 .*found 5\.\.12"):
         data_lib.load(tiny("cdcgan", data=str(tmp_path / "bad.npz"), holdout=2))
-    with pytest.raises(data_lib.DataError, match=r"class head \(aux_classes=10\) but this data has no labels"):
-        data_lib.load(tiny("dcgan", data=str(tmp_path / "flat"), holdout=2, aux_class_weight=1.0, aux_classes=10))
+    np.savez(tmp_path / "negative.npz", x_train=np.zeros((8, 28, 28), np.uint8), y_train=np.arange(8) - 1)
+    with pytest.raises(data_lib.DataError, match=r"labels must be integers >= 0, found -1\.\.6"):
+        data_lib.load(tiny("dcgan", data=str(tmp_path / "negative.npz"), holdout=2, aux_class_weight=1.0, aux_classes=10))
+
+
+@pytest.mark.parametrize("noise_class_code", [False, True])
+def test_an_unconditional_class_head_takes_the_datas_classes_or_trains_without_one(tmp_path, noise_class_code):
+    """A class head is a training aid of an unconditional preset: data without labels trains
+    without it, data with 3 classes gets a 3-class head; one line says so. (A conditional
+    preset stops instead: the test above.)"""
+    _write_pngs(tmp_path / "flat", 8, 0)
     np.savez(tmp_path / "three.npz", x_train=np.zeros((8, 28, 28), np.uint8), y_train=np.arange(8) % 3)
-    with pytest.raises(data_lib.DataError, match=r"cover 0\.\.2 but aux_classes=10; use --set aux_classes=3"):
-        data_lib.load(tiny("dcgan", data=str(tmp_path / "three.npz"), holdout=2, aux_class_weight=1.0, aux_classes=10))
+    config = tiny("dcgan", holdout=2, aux_class_weight=1.0, aux_classes=10, noise_class_code=noise_class_code)
+    said = []
+    flat = config.replace(data=str(tmp_path / "flat"))
+    headless = data_lib.fit_class_head(flat, data_lib.load(flat), log=said.append)
+    assert headless == flat.replace(aux_class_weight=0.0, aux_classes=0, noise_class_code=False)
+    three = config.replace(data=str(tmp_path / "three.npz"))
+    assert data_lib.fit_class_head(three, data_lib.load(three), log=said.append) == three.replace(aux_classes=3)
+    assert len(said) == 2 and "without its class head" in said[0] and "3 classes" in said[1], said
+    sample = config.replace(data="mnist-sample")
+    assert data_lib.fit_class_head(sample, data_lib.load(sample), log=said.append) is sample and len(said) == 2
+    # train() trains the sized config, and builds its own model when handed one for the preset's head.
+    result = train(flat.replace(batch_size=4, steps=2), tmp_path / "run", verbose=0, model=build_gan(flat))
+    assert result.config.aux_classes == 0 and not isinstance(result.model.discriminator.output, list)
 
 
 # --------------------------------------------------------------------------- training

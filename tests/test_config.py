@@ -27,7 +27,10 @@ def test_presets_carry_their_seeds_training_rules():
 def test_sndcgan_keeps_seed_000s_generator_and_dcgan_keeps_seed_000s_recipe():
     from gan_pkg import fit
 
-    assert fit.parse_args([]).preset == config_lib.DEFAULT_PRESET == "dcgan"
+    assert fit.parse_args([]).preset == config_lib.DEFAULT_PRESET == "dcgan-classcode"
+    # The default is seed 000's recipe plus the class code and the class head, nothing else.
+    default = config_lib.preset(config_lib.DEFAULT_PRESET)
+    assert default.replace(preset="dcgan", aux_class_weight=0.0, aux_classes=0, noise_class_code=False) == config_lib.preset("dcgan")
     fast, seed = config_lib.preset("sndcgan"), config_lib.preset("dcgan")
     generator_fields = [f for f in GANConfig.__dataclass_fields__ if f.startswith(("g_", "latent")) and f != "g_learning_rate"]
     assert all(getattr(fast, f) == getattr(seed, f) for f in generator_fields)

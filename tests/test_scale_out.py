@@ -75,7 +75,7 @@ def test_distributed_keras_tuner_search_runs_each_trial_once(tmp_path):
     from tiny import tiny_flags
 
     (port,) = _free_ports(1)
-    command = [sys.executable, f"{REPO}/tuning/search.py", "--tuner", "random", "--max-trials", "3", "--steps", "3",
+    command = [sys.executable, f"{REPO}/tuning/search.py", "--tuner", "random", "--max-trials", "3", "--steps", "3", "--preset", "dcgan",
                "--num-samples", "100", "--directory", str(tmp_path), *tiny_flags("dcgan")]
     base_env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, "PATH": "/usr/bin:/bin",
                 "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}

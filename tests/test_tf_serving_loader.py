@@ -26,7 +26,7 @@ from PIL import Image
 from gan_pkg import architectures, contract, export, session_loader
 
 REPO = Path(__file__).resolve().parent.parent
-PRESETS = ["dcgan", "conv", "mlp", "dist1d", "conv-tanh"]
+PRESETS = ["dcgan-classcode", "dcgan", "conv", "mlp", "dist1d", "conv-tanh"]  # the default first
 BATCH = 3
 
 

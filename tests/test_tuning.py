@@ -7,11 +7,13 @@ import types
 
 import pytest
 
+from gan_pkg import config as config_lib
 from gan_pkg import export, push, tfx_module
 from conftest import REPO, module_held_export, run_python
 from tiny import tiny, tiny_flags, tiny_values
 
-TINY_FLAGS = tiny_flags("dcgan")
+DEFAULT = config_lib.DEFAULT_PRESET  # what the search tunes without --preset
+TINY_FLAGS = tiny_flags(DEFAULT)
 
 
 def test_search_writes_its_tables_and_resumes_without_redoing_trials(tmp_path):
@@ -19,7 +21,7 @@ def test_search_writes_its_tables_and_resumes_without_redoing_trials(tmp_path):
                "--num-samples", "100", "--directory", str(tmp_path), *TINY_FLAGS]
     first = run_python(*command, timeout=400)
     assert first.returncode == 0, first.stderr[-2000:]
-    out = tmp_path / "dcgan"
+    out = tmp_path / DEFAULT
     best = json.loads((out / "best_hyperparameters.json").read_text())
     assert set(best["values"]) >= {"g_filters", "d_filters", "g_learning_rate", "d_learning_rate"}
     with open(out / "trials.csv") as f:

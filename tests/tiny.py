@@ -11,6 +11,7 @@ SHRINK = {
     "cdcgan": dict(g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4)),
     "sndcgan": dict(g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4)),
     "dcgan-aux": dict(g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4)),
+    "dcgan-classcode": dict(g_initial_shape=(7, 7, 8), g_filters=(8, 4), d_filters=(4, 4, 4, 4)),
     "conv": dict(g_initial_shape=(7, 7, 4), g_filters=(8, 4, 4), d_filters=(4, 4, 8, 8)),
     "mlp": dict(g_filters=(16, 16, 16), d_filters=(16, 16, 16)),
     "dist1d": dict(),

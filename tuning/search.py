@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     print(f"wrote {out / 'best_hyperparameters.json'}, {out / 'trials.csv'}, {out / 'trials.md'}")
     if args.export:
         result = train.train(best_config, out / "best_run")
-        target = export.export_model(result.model, best_config, args.export_base, args.model_name)
+        target = export.export_model(result.model, result.config, args.export_base, args.model_name)
         print(f"exported the best configuration to {target}")
     return 0
 
