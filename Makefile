@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Train and export the default DCGAN, score it, serve it, fetch 16 digits over gRPC.
-# Training gets 4 minutes: the full 3,000 steps where the CPU has bfloat16 (AMX: 238 s),
-# fewer in float32 elsewhere; `make demo` again resumes where it stopped.
+# Train and export the default GAN (dcgan-classcode), score it, serve it, fetch 16 digits
+# over gRPC. Training gets 4 minutes: about all 3,014 steps where the CPU has bfloat16 (AMX:
+# 238 s for `dcgan`, whose step costs the same), about a third in float32 on AVX2-only CPUs; `make demo` again resumes where it stopped.
 demo: $(STAMP)
 	$(PY) -m gan_pkg.fit --max-time 4m
 	$(PY) -m gan_pkg.evaluate --export export/gan

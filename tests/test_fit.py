@@ -44,6 +44,8 @@ def test_fit_trains_draws_pictures_checkpoints_and_exports(trained):
     assert (root / "export" / "gan" / "1" / "saved_model.pb").exists()
     rows = (run / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,step,d_loss,g_loss") and len(rows) == 2
+    # The default codes a digit in the noise: its grid has one row per digit, 8 columns, drawn at 3x.
+    assert Image.open(run / "samples" / "latest.png").size == (3 * (8 * 30 + 2), 3 * (10 * 30 + 2))
 
 
 def test_export_loads_without_gan_pkg_and_reproduces_the_generator(trained):
