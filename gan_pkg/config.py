@@ -257,13 +257,14 @@ PRESETS: dict[str, GANConfig] = {
     # Seed 000's DCGAN, the served generator unchanged (856,705 parameters, noise in), with a
     # class head in D that learns the training labels; G is trained to make fakes that head reads
     # confidently as one digit, every digit equally often. Two seeds each on an AVX2 EPYC:
-    # FID 10.7-10.9 against `dcgan`'s 15.1-15.2 (docs/BENCHMARKS.md B8). Needs labelled data.
+    # FID 10.7-10.9 against `dcgan`'s 15.1-15.2 (docs/BENCHMARKS.md B8); superseded by the
+    # default. Data without labels trains it without the head (data.fit_class_head).
     "dcgan-aux": dataclasses.replace(DCGAN, preset="dcgan-aux", aux_class_weight=1.0, aux_classes=10),
     # The default. Seed 000's DCGAN trained as a class-conditional GAN whose label hides in the
     # noise (gan_pkg/class_code.py): the served generator is seed 000's (856,705 parameters,
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
-    # (projection and class head). FID 2.7 against `dcgan`'s 15.1 on an AVX2 EPYC, at the same
-    # 3,014 steps (docs/BENCHMARKS.md B9). Data without labels trains plain seed 000 (one line says so).
+    # (projection and class head). FID 2.3-3.0 (three runs) against `dcgan`'s 15.1 on an AVX2
+    # EPYC, at the same 3,014 steps (docs/BENCHMARKS.md B9). Data without labels trains plain seed 000 (one line says so).
     "dcgan-classcode": dataclasses.replace(
         DCGAN, preset="dcgan-classcode", aux_class_weight=1.0, aux_classes=10, noise_class_code=True
     ),
@@ -361,8 +362,8 @@ PRESETS: dict[str, GANConfig] = {
 }
 
 
-# What `python -m gan_pkg.fit` trains without --preset: no other recipe has beaten seed
-# 000's at its full budget yet (docs/BENCHMARKS.md B7).
+# What `python -m gan_pkg.fit` trains without --preset: seed 000's networks with the class
+# code, FID 2.3-3.0 over three full runs against seed 000's recipe's 15.1 (docs/BENCHMARKS.md B9).
 DEFAULT_PRESET = "dcgan-classcode"
 
 
