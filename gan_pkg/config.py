@@ -147,6 +147,11 @@ class GANConfig:
             config = dataclasses.replace(config, steps=int(steps), epochs=0)
         elif epochs is not None:
             config = dataclasses.replace(config, epochs=int(epochs))
+        return config.validated()
+
+    def validated(self) -> "GANConfig":
+        """This config, once its fields agree with each other; raises ValueError saying what is wrong."""
+        config = self
         for name in ("steps", "batch_size"):
             if getattr(config, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")

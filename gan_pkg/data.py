@@ -215,8 +215,12 @@ def fit_class_head(config: GANConfig, data: Data, log=print) -> GANConfig:
         found = "has no labels" if data.train_labels is None else "has one class"
         log(f"{config.data} {found}: training preset {config.preset!r} without its class head (aux_classes={config.aux_classes})")
         return config.replace(aux_classes=0, aux_class_weight=0.0, noise_class_code=False)
+    try:
+        sized = config.replace(aux_classes=classes).validated()
+    except ValueError as error:  # more classes than noise values to code them in
+        raise DataError(f"{config.data}: its labels cover {classes} classes, too many for preset {config.preset!r}: {error}") from None
     log(f"{config.data}: its labels cover {classes} classes, so preset {config.preset!r}'s class head learns {classes} (not {config.aux_classes})")
-    return config.replace(aux_classes=classes)
+    return sized
 
 
 def _load(config: GANConfig) -> Data:

@@ -51,6 +51,17 @@ def class_rows(num_classes: int, columns: int):
     return np.tile(np.arange(columns), num_classes), np.repeat(np.arange(num_classes), columns)
 
 
+def update_ema(averaged: keras.Model, live: keras.Model, decay: float, step):
+    """One step of an exponential moving average of `live`'s trainable weights into
+    `averaged`, after optimizer step `step` (counting from 1). Warm-up as
+    tf.train.ExponentialMovingAverage(num_updates=step): a plain 0.999 would still weigh
+    the random initial weights by 0.999**700 = 0.5 at step 700."""
+    step = ops.cast(step, "float32")
+    decay = ops.minimum(decay, (1.0 + step) / (10.0 + step))
+    for average, weight in zip(averaged.trainable_variables, live.trainable_variables):
+        average.assign(decay * average + (1.0 - decay) * ops.cast(weight, average.dtype))
+
+
 def _replica_id():
     context = tf.distribute.get_replica_context()
     return 0 if context is None else context.replica_id_in_sync_group
@@ -311,24 +322,21 @@ class GAN(keras.Model):
         return logs
 
     def _update_ema(self):
-        # Warm-up as tf.train.ExponentialMovingAverage(num_updates=step): a plain 0.999
-        # still weighs the random initial weights by 0.999**700 = 0.5 at step 700.
-        step = ops.cast(self.g_optimizer.iterations, "float32")
-        decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
-        for ema, live in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
-            ema.assign(decay * ema + (1.0 - decay) * ops.cast(live, ema.dtype))
+        update_ema(self.ema_generator, self.generator, self.ema_decay, self.g_optimizer.iterations)
         # Batch-norm statistics are not averaged: refresh_ema_statistics measures them.
 
-    def refresh_ema_statistics(self, num_samples: int = 512):
+    def refresh_ema_statistics(self, num_samples: int = 512, generator: keras.Model | None = None):
         """Measure the EMA generator's batch-norm statistics on its own weights (BigGAN's
         "standing statistics"). The live generator's running means belong to the live
         weights; paired with the averaged weights they shift every activation and blur
         the samples. One forward of `num_samples` fixed noise in training mode, with
         momentum 0, sets each moving mean/variance to that batch's. Called at the end of
-        every epoch (callbacks.EMAStatistics), before anything samples."""
-        if self.ema_generator is None:
+        every epoch (callbacks.EMAStatistics), before anything samples. `generator`: another
+        averaged copy of this GAN's generator to measure instead (bench/ema_sweep.py)."""
+        generator = generator if generator is not None else self.ema_generator
+        if generator is None:
             return
-        norms = [layer for layer in self.ema_generator._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = [layer for layer in generator._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
         if not norms:
             return
         noise = sample_latent((num_samples, self.latent_dim), [self.seed or 0, 1], self.latent_distribution, self.latent_range)
@@ -337,7 +345,7 @@ class GAN(keras.Model):
         try:
             for norm in norms:
                 norm.momentum = 0.0
-            self.ema_generator(self._conditioned(noise, labels), training=True)
+            generator(self._conditioned(noise, labels), training=True)
         finally:
             for norm, momentum in zip(norms, momenta):
                 norm.momentum = momentum

@@ -4,6 +4,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -61,3 +62,25 @@ def test_grpc_floor_runs_end_to_end_and_prints_every_row(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split("|")[1].strip().split(",")[0] for row in rows] == ["echo", "echo", "minimal Predict", "batcher only"]
     assert "x in-process" in rows[2] and "of in-process batch 16" in rows[3]
+
+
+def test_ema_sweep_copies_equal_the_ema_generator_training_keeps_and_are_scored_at_probes(tmp_path):
+    """bench/ema_sweep.py answers "what would --set ema_decay=d give?" from one run: its copy at
+    decay d must be, weight for weight and batch-norm statistic for statistic, the EMA generator
+    that training with ema_decay=d keeps and exports."""
+    ema_sweep = _load("ema_sweep")
+    from gan_pkg import train
+    from tiny import tiny
+
+    scored = []
+    copies = ema_sweep.EMACopies([0.5, 0.9], probe_steps=[5, 12, 20], score=lambda generator: scored.append(generator) or dict.fromkeys(ema_sweep.COLUMNS, 1.0))
+    result = train.train(tiny("dcgan-classcode", ema_decay=0.9, steps=12, batch_size=4, epochs=0), tmp_path / "run", verbose=0, extra_callbacks=[copies])
+    model = result.model
+    assert result.step == 12
+    model.refresh_ema_statistics(generator=copies.copies[0.9])
+    for kept, copy in zip(model.ema_generator.weights, copies.copies[0.9].weights):
+        np.testing.assert_allclose(np.array(kept), np.array(copy), atol=1e-6, err_msg=kept.path)
+    assert not np.allclose(np.array(copies.copies[0.5].trainable_variables[0]), np.array(model.ema_generator.trainable_variables[0]))
+    # The one epoch crossed steps 5 and 12: scored once, the live generator then every copy.
+    assert [(step, name) for step, name, _ in copies.rows] == [(12, "live"), (12, "EMA 0.5"), (12, "EMA 0.9")]
+    assert scored == [model.generator, copies.copies[0.5], copies.copies[0.9]] and copies.probe_steps == [20]

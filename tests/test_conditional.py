@@ -256,6 +256,12 @@ def test_an_unconditional_class_head_takes_the_datas_classes_or_trains_without_o
     three = config.replace(data=str(tmp_path / "three.npz"))
     assert data_lib.fit_class_head(three, data_lib.load(three), log=said.append) == three.replace(aux_classes=3)
     assert len(said) == 2 and "without its class head" in said[0] and "3 classes" in said[1], said
+    if noise_class_code:  # 12 classes cannot be coded in 8 noise values: refused before anything is written
+        np.savez(tmp_path / "twelve.npz", x_train=np.zeros((24, 28, 28), np.uint8), y_train=np.arange(24) % 12)
+        twelve = config.replace(data=str(tmp_path / "twelve.npz"), latent_dim=8)
+        with pytest.raises(data_lib.DataError, match=r"twelve\.npz: its labels cover 12 classes, too many .*aux_classes <= latent_dim \(8\)"):
+            train(twelve, tmp_path / "refused", verbose=0)
+        assert not (tmp_path / "refused").exists()
     sample = config.replace(data="mnist-sample")
     assert data_lib.fit_class_head(sample, data_lib.load(sample), log=said.append) is sample and len(said) == 2
     # train() trains the sized config, and builds its own model when handed one for the preset's head.
