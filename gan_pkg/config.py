@@ -268,8 +268,8 @@ PRESETS: dict[str, GANConfig] = {
     # The default. Seed 000's DCGAN trained as a class-conditional GAN whose label hides in the
     # noise (gan_pkg/class_code.py): the served generator is seed 000's (856,705 parameters,
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
-    # (projection and class head). FID 2.3-3.0 (three runs) against `dcgan`'s 15.1 on an AVX2
-    # EPYC, at the same 3,014 steps (docs/BENCHMARKS.md B9). Data without labels trains plain seed 000 (one line says so).
+    # (projection and class head). FID 2.2-3.1 (five runs) against `dcgan`'s 15.1 on an AVX2
+    # EPYC, at the same 3,014 steps (docs/BENCHMARKS.md B9, B10). Data without labels trains plain seed 000 (one line says so).
     "dcgan-classcode": dataclasses.replace(
         DCGAN, preset="dcgan-classcode", aux_class_weight=1.0, aux_classes=10, noise_class_code=True
     ),
@@ -368,7 +368,7 @@ PRESETS: dict[str, GANConfig] = {
 
 
 # What `python -m gan_pkg.fit` trains without --preset: seed 000's networks with the class
-# code, FID 2.3-3.0 over three full runs against seed 000's recipe's 15.1 (docs/BENCHMARKS.md B9).
+# code, FID 2.2-3.1 over five full runs against seed 000's recipe's 15.1 (docs/BENCHMARKS.md B9, B10).
 DEFAULT_PRESET = "dcgan-classcode"
 
 
