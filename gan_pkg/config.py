@@ -87,7 +87,7 @@ class GANConfig:
 
     # Budget (seed 004: 4,000 steps at batch 32).
     batch_size: int = 32
-    steps: int = 3000  # the default run: about 4 minutes on a 2-core CPU in bfloat16
+    steps: int = 3000  # the seeds' presets: about 4 minutes on a 2-core CPU in bfloat16
     epochs: int = 0  # > 0 overrides `steps`: full passes over the training split
     holdout: int = 500  # images kept out of training for evaluation
 
@@ -268,10 +268,12 @@ PRESETS: dict[str, GANConfig] = {
     # The default. Seed 000's DCGAN trained as a class-conditional GAN whose label hides in the
     # noise (gan_pkg/class_code.py): the served generator is seed 000's (856,705 parameters,
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
-    # (projection and class head). FID 2.2-3.1 (five runs) against `dcgan`'s 15.1 on an AVX2
-    # EPYC, at the same 3,014 steps (docs/BENCHMARKS.md B9, B10). Data without labels trains plain seed 000 (one line says so).
+    # (projection and class head). At `dcgan`'s 3,014 steps: FID 2.2-3.1 (five runs) against
+    # `dcgan`'s 15.1 on an AVX2 EPYC, but precision and recall >= 0.8 together in only two of
+    # seven runs (docs/BENCHMARKS.md B9-B11); 5,000 steps hold both (B12). Data without labels
+    # trains plain seed 000 (one line says so).
     "dcgan-classcode": dataclasses.replace(
-        DCGAN, preset="dcgan-classcode", aux_class_weight=1.0, aux_classes=10, noise_class_code=True
+        DCGAN, preset="dcgan-classcode", aux_class_weight=1.0, aux_classes=10, noise_class_code=True, steps=5000
     ),
     # Seed 000's DCGAN conditioned on the digit: the label joins G's noise and D's projection
     # head; AC-GAN's class loss beside the projection took label accuracy from 0.940 to 0.971
