@@ -19,7 +19,7 @@ install: $(STAMP)
 # Train and export the default GAN (dcgan-classcode), score it, serve it, fetch 16 digits
 # over gRPC. Training gets 4 minutes of the default's 5,004 steps: about 3,000 where the CPU
 # has bfloat16 (AMX: `dcgan`, whose step costs about the same, ran 3,014 in 238 s), under a
-# fifth in float32 on AVX2-only CPUs (924 on the EPYC); `make demo` again resumes where it stopped.
+# fifth in float32 on AVX2-only CPUs (807-924 on the EPYC); `make demo` again resumes where it stopped.
 demo: $(STAMP)
 	$(PY) -m gan_pkg.fit --max-time 4m
 	$(PY) -m gan_pkg.evaluate --export export/gan
