@@ -370,7 +370,8 @@ PRESETS: dict[str, GANConfig] = {
 
 
 # What `python -m gan_pkg.fit` trains without --preset: seed 000's networks with the class
-# code, FID 2.2-3.1 over five full runs against seed 000's recipe's 15.1 (docs/BENCHMARKS.md B9, B10).
+# code and 5,000 steps: FID 2.1-2.7 over three full runs, against seed 000's recipe's 15.1 at its
+# 3,000 (docs/BENCHMARKS.md B9-B12).
 DEFAULT_PRESET = "dcgan-classcode"
 
 
