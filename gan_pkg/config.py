@@ -270,8 +270,8 @@ PRESETS: dict[str, GANConfig] = {
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
     # (projection and class head). At `dcgan`'s 3,014 steps: FID 2.2-3.1 (five runs) against
     # `dcgan`'s 15.1 on an AVX2 EPYC, but precision and recall >= 0.8 together in only two of
-    # seven runs (docs/BENCHMARKS.md B9-B11); 5,000 steps hold both (B12). Data without labels
-    # trains plain seed 000 (one line says so).
+    # seven runs (docs/BENCHMARKS.md B9-B11); at 5,000 steps, in two of three full runs and five
+    # of six looks in all (B12). Data without labels trains plain seed 000 (one line says so).
     "dcgan-classcode": dataclasses.replace(
         DCGAN, preset="dcgan-classcode", aux_class_weight=1.0, aux_classes=10, noise_class_code=True, steps=5000
     ),

@@ -29,7 +29,7 @@ def test_sndcgan_keeps_seed_000s_generator_and_dcgan_keeps_seed_000s_recipe():
 
     assert fit.parse_args([]).preset == config_lib.DEFAULT_PRESET == "dcgan-classcode"
     # The default is seed 000's recipe plus the class code, the class head and 5,000 steps
-    # (where precision and recall held at 0.8; docs/BENCHMARKS.md B12), nothing else.
+    # (where precision and recall held at 0.8 more often; docs/BENCHMARKS.md B12), nothing else.
     default = config_lib.preset(config_lib.DEFAULT_PRESET)
     assert (default.steps, config_lib.preset("dcgan").steps) == (5000, 3000)
     seed_000 = default.replace(preset="dcgan", aux_class_weight=0.0, aux_classes=0, noise_class_code=False, steps=3000)
