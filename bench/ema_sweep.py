@@ -29,9 +29,9 @@ import tensorflow as tf  # noqa: E402
 from train_throughput import cpu_description  # noqa: E402  (bench/ is the script's directory)
 
 from gan_pkg import config as config_lib  # noqa: E402
-from gan_pkg import data as data_lib  # noqa: E402
 from gan_pkg import evaluate, runs, train  # noqa: E402
 from gan_pkg.gan import update_ema  # noqa: E402
+from gan_pkg.plan import plan  # noqa: E402
 
 COLUMNS = ("fid", "kid", "classifier_score", "precision", "recall", "modes_covered", "nn_l1_below_real")
 HEADER = "| step | generator | FID | KID | classifier score | precision | recall | classes | memorisation |"
@@ -101,15 +101,15 @@ def main(argv=None) -> int:
         parser.error(f"{workdir} holds checkpoints; the copies must start with the run, so give a fresh --workdir")
 
     print(f"# EMA sweep (TF {tf.__version__}); CPU: {cpu_description()}", flush=True)
-    data = data_lib.load(config)
-    sized = data_lib.fit_class_head(config, data, log=lambda line: None)  # what train() trains (and says)
+    planned = plan(config)
+    config, data = planned.config, planned.data
 
     def score(generator):
-        return evaluate.evaluate_generator(evaluate.keras_sample_fn(generator, sized), sized, args.num_samples, data=data)["generated"]
+        return evaluate.evaluate_generator(evaluate.keras_sample_fn(generator, config), config, args.num_samples, data=data)["generated"]
 
     copies = EMACopies(args.decays, args.probe_steps or [config.steps], score)
     print(f"{config.preset} {config.steps} steps, seed {config.seed}, workdir {workdir}\n\n{HEADER}\n|---|---|" + "---:|" * len(COLUMNS), flush=True)
-    train.train(config, workdir, verbose=0, extra_callbacks=[copies])
+    train.train(config, workdir, verbose=0, extra_callbacks=[copies], data=data)
     return 0
 
 

@@ -97,6 +97,8 @@ def _generator_inputs(config: GANConfig):
     noise, joined to an embedding of the label when the config is conditional."""
     noise = keras.Input((config.latent_dim,), name="noise")
     if config.noise_class_code:
+        if config.aux_classes > config.latent_dim:
+            raise ValueError(f"noise_class_code: {config.aux_classes} classes cannot be coded in {config.latent_dim} noise values (latent_dim)")
         return noise, ClassCode(config.aux_classes, name="class_code")(noise), None
     if not config.is_conditional:
         return noise, noise, None
@@ -171,7 +173,7 @@ def build_dcgan(config: GANConfig):
     last = len(config.d_filters) - 1
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
         x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="same"))(x)
-        if i == 1:  # the seed pads 7x7 to 8x8 so the next stride-2 conv halves evenly
+        if x.shape[1] % 2 and 2 in config.d_strides[i + 1 :]:  # the seed pads 7x7 to 8x8 so the next stride-2 conv halves evenly
             x = layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
         x = _activation(config.d_activation)(x)
         if config.d_dropout:
@@ -283,9 +285,10 @@ def build_conv_tanh(config: GANConfig):
     _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
     image = keras.Input(config.image_shape, name="image")
     x = image
+    last = len(config.d_filters) - 1
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
-        # The seed pads only its first conv ("same"); the second is "valid".
-        x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="same" if i == 0 else "valid"))(x)
+        # The seed pads its first conv ("same") and not its last ("valid"); blocks added for larger images pad.
+        x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="valid" if i == last and i > 0 else "same"))(x)
         x = _activation(config.d_activation)(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)

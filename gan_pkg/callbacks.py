@@ -20,9 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from gan_pkg import data as data_lib
+from gan_pkg import features as features_lib
 from gan_pkg import pictures, runs
 from gan_pkg.class_code import noise_with_class
-from gan_pkg.classifier import BATCH, get_classifier
+from gan_pkg.classifier import BATCH
 from gan_pkg.config import GANConfig
 from gan_pkg.files import atomic_path, write_json
 from gan_pkg.gan import class_rows, sample_latent
@@ -201,28 +202,43 @@ class Checkpointer(keras.callbacks.Callback):
 class ValFID(keras.callbacks.Callback):
     """Every `every` epochs (and at the last one): FID and KID of `num_samples`
     images from fixed noise through `model.inference_generator` vs the held-out
-    set, on the features of the classifier gan_pkg.evaluate uses. Writes
+    set, in the feature space gan_pkg.evaluate uses for this data. Writes
     `val_fid`, `val_kid` into the epoch logs (between evaluations the last values
     are repeated, so the keys are always there for keras-tuner and CSV loggers)
     and, given `log_dir`, TensorBoard scalars at the generator step. Put it
     before callbacks that read the logs.
 
-    `holdout`: the held-out uint8 images (`data.holdout`); None loads them from
-    `config.data`. `num_samples` fixed-noise images per check (500 take ~2 s on
-    2 CPU cores)."""
+    `features`: the gan_pkg.features.FeatureSpace to measure in; None chooses one
+    for `data` (gan_pkg.data.Data; None loads it from `config.data` when the choice
+    needs it; a data classifier it trains is kept in `store`, the run's workdir). When no space fits (unlabelled images, no InceptionV3 weights), one
+    line says so and the callback does nothing: the logs never get `val_fid` or
+    `val_kid` in that run (no made-up inf that would rank checkpoints or trials).
 
-    def __init__(self, config: GANConfig, holdout=None, every: int = 1, num_samples: int = 500, log_dir=None, batch_size: int = BATCH):
+    `holdout`: the held-out uint8 images (default `data.holdout`). `num_samples`:
+    fixed-noise images per check (InceptionV3 reads each at 299x299, so a check
+    costs far more there than in a classifier's space)."""
+
+    def __init__(self, config: GANConfig, holdout=None, every: int = 1, num_samples: int = 500, log_dir=None,
+                 batch_size: int = BATCH, features=None, data=None, log=print, store=None):
         super().__init__()
         if not config.is_image:
             raise ValueError(f"ValFID needs an image preset; {config.preset!r} makes 1-D samples")
         self.config, self.every, self.batch_size = config, max(1, int(every)), batch_size
-        self.classifier = get_classifier()  # fails now, not after the first epoch
-        holdout = data_lib.load(config).holdout if holdout is None else holdout
-        self.ref_feats, _ = self.classifier(np.asarray(holdout, np.float32) / 255.0)
+        self.last: dict = {}
+        if features is None:  # chosen now, so a missing network fails (or is said) before the first epoch
+            try:
+                features = features_lib.feature_space(config, data, store=store, log=log)
+            except features_lib.FeatureSpaceUnavailable as error:
+                log(f"val_fid off: {error}")
+        self.features = features
+        if self.features is None:
+            return
+        if holdout is None:
+            holdout = (data if data is not None else data_lib.load(config)).holdout
+        self.ref_feats, _ = self.features(np.asarray(holdout, np.float32) / 255.0)
         self.noise = sample_latent((num_samples, config.latent_dim), [config.seed, 97], config.latent_distribution, config.latent_range)
         self.labels = np.arange(num_samples) % config.num_classes if config.is_conditional else None  # every class alike
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
-        self.last: dict = {}
 
     def compute(self) -> dict:
         batches = [slice(i, i + self.batch_size) for i in range(0, int(self.noise.shape[0]), self.batch_size)]
@@ -236,11 +252,13 @@ class ValFID(keras.callbacks.Callback):
         ).astype(np.float32)
         if not np.isfinite(images).all():
             return {"val_fid": float("inf"), "val_kid": float("inf")}
-        feats, _ = self.classifier(images)
+        feats, _ = self.features(images)
         kid_mean, _ = kid(feats, self.ref_feats, subsets=50, rng=0)
         return {"val_fid": fid(feats, self.ref_feats), "val_kid": kid_mean}
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.features is None:
+            return
         last_epoch = (self.params or {}).get("epochs")
         if (epoch + 1) % self.every == 0 or not self.last or (last_epoch and epoch + 1 >= last_epoch):
             self.last = self.compute()

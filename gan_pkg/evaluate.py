@@ -3,7 +3,7 @@
 FID / KID / classifier score / precision-recall / mode
 coverage / memorization (and mean, std, KS for the 1-D preset). A conditional
 generator is asked for every class equally often and also gets, per class, the
-shipped classifier's accuracy on its images (TF-GAN's conditional eval) and the
+feature classifier's accuracy on its images (TF-GAN's conditional eval) and the
 intra-class FID against the held-out images of that class.
 
 Every figure is measured against the fixed held-out real set and printed
@@ -11,14 +11,19 @@ beside the same figure for real training images (the real-vs-real floor): a
 generator cannot be expected to beat real data, so the floor is what "perfect"
 looks like at this sample size.
 
-Features come from a small MNIST classifier shipped with the package
-(`assets/mnist_classifier.weights.h5`), trained once by
+Features come from the space gan_pkg.features chooses for the data: for MNIST
+digits a small classifier shipped with the package
+(`assets/mnist_classifier.weights.h5`, trained once by
 `python -m gan_pkg.evaluate --train-classifier` and never retrained implicitly,
-so numbers stay comparable between runs and versions.
+so numbers stay comparable between runs and versions); for other images
+InceptionV3 when its weights are cached, else a classifier trained once on the
+data's own labels. Classifier score and class shares are reported only where the
+space's classes are the data's. With no feature network at all (unlabelled
+images, no InceptionV3) only memorization is measured.
 
 CLI:
-    python -m gan_pkg.evaluate --export export/gan [--version N]
-    python -m gan_pkg.evaluate --workdir runs/dcgan
+    python -m gan_pkg.evaluate --export export/gan [--version N] [--features KIND]
+    python -m gan_pkg.evaluate --workdir runs/dcgan [--features KIND]
     python -m gan_pkg.evaluate --train-classifier
 """
 
@@ -46,6 +51,7 @@ from gan_pkg.classifier import (  # noqa: F401  (re-exported: the evaluator's pu
     get_classifier,
     train_classifier,
 )
+from gan_pkg.features import KINDS, FeatureSpace, FeatureSpaceUnavailable, feature_space, is_mnist_digits
 from gan_pkg.metrics import (  # noqa: F401
     KID_SUBSET_SIZE,
     KID_SUBSETS,
@@ -64,7 +70,7 @@ from gan_pkg.metrics import (  # noqa: F401
 )
 
 DEFAULT_NUM_SAMPLES = 2000
-MEMORIZATION_QUANTILE = 0.05  # share of held-out digits closer to train than the threshold
+MEMORIZATION_QUANTILE = 0.05  # share of held-out images closer to train than the threshold
 
 
 # =============================================================================
@@ -144,42 +150,63 @@ def export_sample_fn(version_dir: Path, batch_size: int = BATCH) -> SampleFn:
 
 
 def _class_figures(feats, probs, labels, ref_feats, ref_labels) -> dict:
-    """A conditional generator's own figures: per class asked for, the share the shipped
-    classifier puts in that class (TF-GAN's conditional eval) and the intra-class FID
-    against the held-out images of that class."""
+    """A conditional generator's own figures: per class asked for, the share the feature
+    classifier puts in that class (TF-GAN's conditional eval; only when `probs` range over
+    the data's classes) and the intra-class FID against the held-out images of that class."""
     classes = np.unique(labels)
-    accuracy = [float((probs[labels == c].argmax(axis=1) == c).mean()) for c in classes]
-    figures = {
-        "label_accuracy": float(np.mean(accuracy)),
-        "label_accuracy_min": float(np.min(accuracy)),
-        "label_accuracy_by_class": accuracy,
-    }
+    figures = {}
+    if probs is not None:
+        accuracy = [float((probs[labels == c].argmax(axis=1) == c).mean()) for c in classes]
+        figures.update(
+            label_accuracy=float(np.mean(accuracy)),
+            label_accuracy_min=float(np.min(accuracy)),
+            label_accuracy_by_class=accuracy,
+        )
     if ref_labels is not None:
         intra = [fid(feats[labels == c], ref_feats[ref_labels == c]) for c in classes if (ref_labels == c).sum() > 1]
         figures["intra_fid"] = float(np.mean(intra)) if intra else float("nan")
     return figures
 
 
-def _image_figures(images, ref_feats, train_images, classifier, threshold, kid_rng, labels=None, ref_labels=None) -> dict:
-    feats, probs = classifier(images)
+def _feature_figures(feats, probs, ref_feats, labels=None, ref_labels=None, kid_rng=0) -> dict:
+    """Figures measured in a feature space; those reading class probabilities only
+    when `probs` range over the data's classes (None otherwise)."""
     kid_mean, kid_se = kid(feats, ref_feats, rng=kid_rng)
     precision, recall = precision_recall(ref_feats, feats)
-    coverage = mode_coverage(probs)
-    figures = {
-        "fid": fid(feats, ref_feats),
-        "kid": kid_mean,
-        "kid_se": kid_se,
-        "classifier_score": classifier_score(probs),
-        "precision": precision,
-        "recall": recall,
-        "modes_covered": coverage["covered"],
-        "class_histogram": coverage["histogram"],
-    }
-    if train_images is not None:
-        figures.update(memorization(images, train_images, threshold))
+    figures = {"fid": fid(feats, ref_feats), "kid": kid_mean, "kid_se": kid_se, "precision": precision, "recall": recall}
+    if probs is not None:
+        coverage = mode_coverage(probs)
+        figures.update(classifier_score=classifier_score(probs), modes_covered=coverage["covered"], class_histogram=coverage["histogram"])
     if labels is not None:
         figures.update(_class_figures(feats, probs, np.asarray(labels), ref_feats, ref_labels))
     return figures
+
+
+def _image_figures(images, ref_feats, train_images, space, threshold, kid_rng, labels=None, ref_labels=None) -> dict:
+    """Every figure for one image set: those of `space` (None: no feature network) and memorization."""
+    figures = {}
+    if space is not None:
+        feats, probs = space(images)
+        figures.update(_feature_figures(feats, probs if space.num_classes else None, ref_feats, labels, ref_labels, kid_rng))
+    if train_images is not None:
+        figures.update(memorization(images, train_images, threshold))
+    return figures
+
+
+def choose_features(config, data, features=None, store: Path | None = None, log=print, store_readonly: bool = False):
+    """(space, None), or (None, why) when `features` is None / "auto" and no space fits
+    the data: then only memorization is measured. `features`: a FeatureSpace, None /
+    "auto" to choose, or a kind (gan_pkg.features.KINDS) to insist on (its absence is
+    an error). `store`: where a data classifier is kept (gan_pkg.features)."""
+    if isinstance(features, FeatureSpace):
+        return features, None
+    kind = features or "auto"
+    try:
+        return feature_space(config, data, store=store, log=log, kind=kind, store_readonly=store_readonly), None
+    except FeatureSpaceUnavailable as error:
+        if kind != "auto":
+            raise
+        return None, str(error)
 
 
 def evaluate_generator(
@@ -188,14 +215,25 @@ def evaluate_generator(
     num_samples: int = DEFAULT_NUM_SAMPLES,
     seed: int = 0,
     data=None,
+    features=None,
+    *,
+    store: Path | None = None,
+    store_readonly: bool = False,
+    log=print,
 ) -> dict:
     """All figures for `num_samples` generated samples vs the held-out real set,
     each beside the real-vs-real floor (an equal number of training images, or
-    fresh N(4, 1.25) draws for dist1d, vs the same held-out set)."""
+    fresh N(4, 1.25) draws for dist1d, vs the same held-out set).
+
+    Image figures are measured in `features` (see `choose_features`; `store`,
+    `store_readonly` and `log` go with it). Without any feature space the result
+    has `feature_space` None, the reason in `features_missing`, and memorization only."""
     from gan_pkg import data as data_lib
 
     started = time.monotonic()
     data = data if data is not None else data_lib.load(config)
+    if config.is_image:  # before sampling: a space that must be trained or fetched fails first
+        space, missing = choose_features(config, data, features, store, log, store_readonly)
     seeds = sample_seeds(num_samples, seed)
     labels = sample_labels(num_samples, config.num_classes) if config.is_conditional else None
     samples = np.asarray(sample_fn(seeds) if labels is None else sample_fn(seeds, labels), np.float32)
@@ -212,36 +250,46 @@ def evaluate_generator(
             holdout=distribution_stats(data.holdout),
         )
     else:
-        classifier = get_classifier()
-        holdout = data.holdout.astype(np.float32) / 255.0
-        train = data.train.astype(np.float32) / 255.0
-        ref_feats, _ = classifier(holdout)
-        floor_images = train[:num_samples]
-        # Conditional: the floor asks the classifier about real images and their true labels.
-        floor_labels = None if labels is None else np.asarray(data.train_labels)[:num_samples]
-        holdout_labels = None if labels is None or data.holdout_labels is None else np.asarray(data.holdout_labels)
-        # Held-out digits vs the training set: how close real, unseen data comes.
-        real_nn = nearest_l1(holdout, train)
-        threshold = float(np.quantile(real_nn, MEMORIZATION_QUANTILE))
-        result.update(
-            reference=f"held-out split ({len(holdout)} images); floor: {len(floor_images)} training images",
-            feature_space=f"shipped MNIST classifier, {FEATURE_DIM}-unit penultimate layer",
-            classifier_sha256=classifier.sha256,
-            kid_subsets=KID_SUBSETS,
-            kid_subset_size=min(KID_SUBSET_SIZE, num_samples, len(holdout)),
-            pr_k=PR_K,
-            memorization_threshold=threshold,
-            generated=_image_figures(samples, ref_feats, train, classifier, threshold, seed, labels, holdout_labels),
-            real_floor=_image_figures(floor_images, ref_feats, None, classifier, threshold, seed, floor_labels, holdout_labels),
-        )
+        result.update(_image_evaluation(samples, data, space, num_samples, seed, labels))
+        if missing is not None:
+            result["features_missing"] = missing
         if labels is not None:
             result["num_classes"] = config.num_classes
-        # Memorization's floor is the held-out set itself (training images are
-        # trivially at distance 0 from themselves).
-        result["real_floor"].update(
-            {"nn_l1_min": float(real_nn.min()), "nn_l1_mean": float(real_nn.mean()), "nn_l1_below_real": float((real_nn < threshold).mean())}
-        )
     result["seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def _image_evaluation(samples, data, space, num_samples, seed, labels) -> dict:
+    """The image branch of evaluate_generator: reference features, floor, memorization."""
+    holdout = data.holdout.astype(np.float32) / 255.0
+    train = data.train.astype(np.float32) / 255.0
+    floor_images = train[:num_samples]
+    # Conditional: the floor asks the classifier about real images and their true labels.
+    floor_labels = None if labels is None else np.asarray(data.train_labels)[:num_samples]
+    holdout_labels = None if labels is None or data.holdout_labels is None else np.asarray(data.holdout_labels)
+    # Held-out images vs the training set: how close real, unseen data comes.
+    real_nn = nearest_l1(holdout, train)
+    threshold = float(np.quantile(real_nn, MEMORIZATION_QUANTILE))
+    ref_feats = None if space is None else space(holdout)[0]
+    result = {
+        "reference": f"held-out split ({len(holdout)} images); floor: {len(floor_images)} training images",
+        "feature_space": None if space is None else space.name,
+        "features": None if space is None else space.describe(),
+    }
+    if space is not None:
+        if space.kind == "mnist-classifier":
+            result["classifier_sha256"] = space.classifier.sha256  # as evaluations before gan_pkg.features recorded it
+        result.update(kid_subsets=KID_SUBSETS, kid_subset_size=min(KID_SUBSET_SIZE, num_samples, len(holdout)), pr_k=PR_K)
+    result.update(
+        memorization_threshold=threshold,
+        generated=_image_figures(samples, ref_feats, train, space, threshold, seed, labels, holdout_labels),
+        real_floor=_image_figures(floor_images, ref_feats, None, space, threshold, seed, floor_labels, holdout_labels),
+    )
+    # Memorization's floor is the held-out set itself (training images are
+    # trivially at distance 0 from themselves).
+    result["real_floor"].update(
+        {"nn_l1_min": float(real_nn.min()), "nn_l1_mean": float(real_nn.mean()), "nn_l1_below_real": float((real_nn < threshold).mean())}
+    )
     return result
 
 
@@ -249,11 +297,11 @@ def evaluate_generator(
 ROWS = [
     ("fid", "FID (lower is better)", "{:.3f}"),
     ("kid", "KID (lower is better)", None),
-    ("classifier_score", "classifier score (max 10)", "{:.3f}"),
+    ("classifier_score", "classifier score (max {classes})", "{:.3f}"),
     ("precision", "precision (k=3)", "{:.3f}"),
     ("recall", "recall (k=3)", "{:.3f}"),
     ("modes_covered", "classes over 5% of samples", "{}"),
-    ("class_histogram", "class shares 0..9", None),
+    ("class_histogram", "class shares 0..{last}", None),
     ("label_accuracy", "label accuracy (mean over classes)", "{:.3f}"),
     ("label_accuracy_min", "label accuracy, worst class", "{:.3f}"),
     ("label_accuracy_by_class", "label accuracy by class", None),
@@ -278,7 +326,19 @@ def _cell(figures: dict, key: str, fmt: str | None) -> str:
 
 def table_rows(result: dict) -> list[tuple[str, str, str]]:
     gen, floor = result["generated"], result["real_floor"]
-    return [(label, _cell(gen, key, fmt), _cell(floor, key, fmt)) for key, label, fmt in ROWS if key in gen]
+    classes = len(gen.get("class_histogram", ()))  # the feature classifier's classes, where they are the data's
+    return [
+        (label.format(classes=classes, last=classes - 1), _cell(gen, key, fmt), _cell(floor, key, fmt))
+        for key, label, fmt in ROWS
+        if key in gen
+    ]
+
+
+def features_line(result: dict) -> str | None:
+    """What the figures were measured in, or why most are missing; None for 1-D results."""
+    if result.get("feature_space"):
+        return f"features: {result['feature_space']}"
+    return result.get("features_missing")
 
 
 def format_table(result: dict) -> str:
@@ -286,7 +346,8 @@ def format_table(result: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    header = features_line(result)
+    return "\n".join([header, *lines] if header else lines)
 
 
 def format_markdown(result: dict, source: str) -> str:
@@ -295,11 +356,16 @@ def format_markdown(result: dict, source: str) -> str:
         "",
         f"{result['num_samples']} samples (seed {result['seed']}) vs {result['reference']}.",
     ]
-    if "feature_space" in result:
+    if result.get("feature_space"):
         lines.append(
             f"Features: {result['feature_space']}. KID: mean ± standard error over "
-            f"{result['kid_subsets']} subsets of {result['kid_subset_size']}. Nearest-train L1 "
-            "(seed 001's l1_compare_images): its floor is the held-out digits' distance to the "
+            f"{result['kid_subsets']} subsets of {result['kid_subset_size']}."
+        )
+    elif result.get("features_missing"):
+        lines.append(f"No FID, KID, precision or recall: {result['features_missing']}.")
+    if "memorization_threshold" in result:
+        lines.append(
+            "Nearest-train L1 (seed 001's l1_compare_images): its floor is the held-out images' distance to the "
             f"training set; 'closer than real' counts samples under {result['memorization_threshold']:.4f}, "
             "the 5% quantile of that."
         )
@@ -311,23 +377,47 @@ def format_markdown(result: dict, source: str) -> str:
 # =============================================================================
 # CLI
 # =============================================================================
-def evaluate_export(version_dir: Path, num_samples: int, seed: int) -> dict:
+def evaluate_export(version_dir: Path, num_samples: int, seed: int, features=None) -> dict:
+    """An export scored in the space its assets.extra holds (a data classifier the exporter
+    copied there is used, never replaced: the export's recorded evaluation was measured in it)."""
     from gan_pkg.config import GANConfig
     from gan_pkg.export import read_metadata
 
     config = GANConfig.from_dict(read_metadata(version_dir)["config"])
-    return evaluate_generator(export_sample_fn(version_dir), config, num_samples, seed)
+    store = Path(version_dir) / contract.ASSETS_EXTRA
+    return evaluate_generator(export_sample_fn(version_dir), config, num_samples, seed, features=features, store=store, store_readonly=True)
 
 
-def evaluate_workdir(workdir: Path, num_samples: int, seed: int) -> tuple[dict, Path]:
+def evaluate_workdir(workdir: Path, num_samples: int, seed: int, features=None) -> tuple[dict, Path]:
     from gan_pkg.runs import load_run
 
     if not workdir.is_dir():
         raise EvaluationError(f"{workdir}: no such workdir")
     config, model, checkpoint = load_run(workdir)
-    result = evaluate_generator(keras_sample_fn(model.inference_generator, config), config, num_samples, seed)
+    sample_fn = keras_sample_fn(model.inference_generator, config)
+    result = evaluate_generator(sample_fn, config, num_samples, seed, features=features, store=Path(workdir))
     result["training_step"] = int(model.g_optimizer.iterations.numpy())
     return result, checkpoint
+
+
+def _source_config(args):
+    """The config of what is to be evaluated, read cheaply; None when it cannot be read
+    yet (the evaluation itself then reports why)."""
+    from gan_pkg import export, runs
+    from gan_pkg.config import GANConfig
+
+    try:
+        if args.export is not None:
+            return GANConfig.from_dict(export.read_metadata(export.resolve_version(args.export, args.version))["config"])
+        return runs.saved_config(args.workdir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _uses_mnist_classifier(kind: str, config) -> bool:
+    """Whether the shipped classifier will be asked for; an unreadable source is taken
+    to be the default MNIST one."""
+    return kind == "mnist" or (kind == "auto" and (config is None or (config.is_image and is_mnist_digits(config))))
 
 
 def main(argv=None) -> int:
@@ -339,6 +429,11 @@ def main(argv=None) -> int:
     parser.add_argument("--version", type=int, help="with --export: this version instead of the latest")
     parser.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES, help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=0, help="seeds of the generated samples (default: %(default)s)")
+    parser.add_argument(
+        "--features", choices=KINDS, default="auto",
+        help="feature space: auto (MNIST digits: the shipped classifier; other images: InceptionV3 if cached, else "
+        "a classifier trained on the data's labels), or insist on one; inception downloads its weights if needed",
+    )
     args = parser.parse_args(argv)
     if args.version is not None and args.export is None:
         parser.error("--version goes with --export")
@@ -355,17 +450,18 @@ def main(argv=None) -> int:
                 print(f"error: held-out accuracy {info['heldout_accuracy']:.4f} is below 0.97", file=sys.stderr)
                 return 1
             return 0
-        get_classifier()  # missing weights: fail before loading anything heavy
+        if _uses_mnist_classifier(args.features, _source_config(args)):
+            get_classifier()  # missing weights: fail before loading anything heavy
         if args.export is not None:
             from gan_pkg import export
 
             version_dir = export.resolve_version(args.export, args.version)
-            result = evaluate_export(version_dir, args.num_samples, args.seed)
+            result = evaluate_export(version_dir, args.num_samples, args.seed, args.features)
             result["source"] = str(version_dir)
             report_dir = version_dir / contract.ASSETS_EXTRA
             written = [export.record_evaluation(version_dir, result)]
         else:
-            result, checkpoint = evaluate_workdir(args.workdir, args.num_samples, args.seed)
+            result, checkpoint = evaluate_workdir(args.workdir, args.num_samples, args.seed, args.features)
             result["source"] = str(checkpoint)
             report_dir = args.workdir
             written = []

@@ -33,6 +33,7 @@ from gan_pkg import architectures, contract
 from gan_pkg.cli import ArgumentParser
 from gan_pkg.config import GANConfig
 from gan_pkg.data import to_unit_range
+from gan_pkg.features import STORED_FILES
 from gan_pkg.files import TEMPORARY_PREFIX, write_json
 from gan_pkg.gan import latent_for_seeds
 from gan_pkg.runs import load_run
@@ -215,7 +216,8 @@ def metadata(config: GANConfig, signatures: dict, step: int | None, evaluation: 
         "output_key": contract.IMAGES if config.is_image else contract.SAMPLES,
         "output_shape": list(config.image_shape),
         "num_classes": config.num_classes,
-        "class_names": [str(i) for i in range(config.num_classes)],  # labels are class indices (sorted folder names)
+        # What each class index (a label input, or a class coded in the noise) stands for.
+        "class_names": list(config.class_names) or [str(i) for i in range(config.drawn_classes)],
         "signatures": sorted(signatures),
         "training_step": step,
         "evaluation": evaluation or {},
@@ -229,8 +231,10 @@ def write_saved_model(
     model_name: str = contract.DEFAULT_MODEL_NAME,
     step: int | None = None,
     evaluation: dict | None = None,
+    feature_store: str | os.PathLike | None = None,
 ) -> Path:
-    """The complete SavedModel (signatures, warmup, metadata) in `directory`."""
+    """The complete SavedModel (signatures, warmup, metadata) in `directory`; `feature_store`:
+    the run's workdir, whose data classifier (gan_pkg.features) goes into assets.extra."""
     endpoints = _Endpoints(float32_generator(generator, config), config)
     signatures = endpoints.signatures()
     endpoints.archive().write_out(str(directory), verbose=False)
@@ -240,6 +244,9 @@ def write_saved_model(
         for record in _warmup_records(signatures, config, model_name):
             writer.write(record)
     (extra / contract.METADATA_FILE).write_text(json.dumps(metadata(config, signatures, step, evaluation), indent=2))
+    if feature_store is not None and all((Path(feature_store) / name).is_file() for name in STORED_FILES):
+        for name in STORED_FILES:  # the run's data classifier: the export is scored in the space the run was
+            shutil.copyfile(Path(feature_store) / name, extra / name)
     return Path(directory)
 
 
@@ -250,16 +257,17 @@ def export_generator(
     model_name: str = contract.DEFAULT_MODEL_NAME,
     step: int | None = None,
     evaluation: dict | None = None,
+    feature_store: str | os.PathLike | None = None,
 ) -> Path:
     """Write the next integer version atomically and return its path."""
-    write = lambda folder: write_saved_model(generator, config, folder, model_name, step, evaluation)  # noqa: E731
+    write = lambda folder: write_saved_model(generator, config, folder, model_name, step, evaluation, feature_store)  # noqa: E731
     return add_version(Path(export_base) / model_name, write)
 
 
-def export_model(result_model, config: GANConfig, export_base, model_name, evaluation=None) -> Path:
-    """Export a trained GAN (its EMA generator when it keeps one)."""
+def export_model(result_model, config: GANConfig, export_base, model_name, evaluation=None, workdir=None) -> Path:
+    """Export a trained GAN (its EMA generator when it keeps one); `workdir`: its run's."""
     step = int(result_model.g_optimizer.iterations.numpy())
-    return export_generator(result_model.inference_generator, config, export_base, model_name, step, evaluation)
+    return export_generator(result_model.inference_generator, config, export_base, model_name, step, evaluation, workdir)
 
 
 def main(argv=None) -> int:
@@ -270,7 +278,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         config, model, path = load_run(args.checkpoint)
-        target = export_model(model, config, args.export_base, args.model_name)
+        target = export_model(model, config, args.export_base, args.model_name, workdir=path.parent.parent)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

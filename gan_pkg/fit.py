@@ -22,7 +22,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Train a GAN preset on images (or a 1-D distribution) and export the generator for TF Serving.",
     )
     parser.add_argument("--preset", default=config_lib.DEFAULT_PRESET, choices=sorted(config_lib.PRESETS), help="what to train (default: %(default)s)")
-    parser.add_argument("--data", help="mnist-sample (default for images), mnist, fashion-mnist, normal1d, a .npz file or an image folder")
+    parser.add_argument("--data", help="mnist-sample (default for images), mnist, fashion-mnist, cifar10, normal1d, a .npz file or an image folder (one subfolder per class)")
+    parser.add_argument("--image-size", type=int, metavar="N", help="train NxN images (default: the largest the preset builds from the data's size)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (RGB) (default: RGB when the data has colour)")
+    parser.add_argument("--resize", choices=config_lib.RESIZE_MODES, help="how images of another shape are fitted (default: center-crop)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="training steps (generator updates)")
     budget.add_argument("--epochs", type=int, help="passes over the training split instead of --steps")
@@ -51,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args: argparse.Namespace) -> config_lib.GANConfig:
-    flags = {"data": args.data, "batch_size": args.batch_size}
+    flags = {"data": args.data, "batch_size": args.batch_size, "image_size": args.image_size, "channels": args.channels, "resize": args.resize}
     values = {k: v for k, v in flags.items() if v is not None} | config_lib.parse_assignments(args.set)
     return config_lib.GANConfig.resolve(args.preset, values, steps=args.steps, epochs=args.epochs)
 
@@ -68,11 +71,14 @@ def main(argv=None) -> int:
         return 0
     import_tensorflow_quietly()  # after the flags are good: a typo answers at once
     from gan_pkg import callbacks, export, train
+    from gan_pkg.plan import plan
 
     workdir = args.workdir or os.path.join("runs", cfg.preset)
     started = time.monotonic()
     try:
-        result = train.train(cfg, workdir, val_fid_every=args.val_fid_every, max_seconds=args.max_seconds)
+        planned = plan(cfg)
+        cfg = planned.config
+        result = train.train(cfg, workdir, val_fid_every=args.val_fid_every, max_seconds=args.max_seconds, data=planned.data)
     except (ValueError, OSError, callbacks.TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if not isinstance(error, callbacks.TrainingDiverged) else 1
@@ -83,7 +89,7 @@ def main(argv=None) -> int:
         print(f"stopped by --max-time {args.max_time} at step {result.step} of the planned {planned}; run the same command again to resume")
     print(f"samples: {workdir}/samples/latest.png  losses: {workdir}/loss.png")
     if not args.no_export and result.chief:
-        target = export.export_model(result.model, result.config, args.export_base, args.model_name)
+        target = export.export_model(result.model, result.config, args.export_base, args.model_name, workdir=workdir)
         print(f"exported generator to {target}")
     return 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras_tuner as kt
 
-from gan_pkg import evaluate, runtime, train
+from gan_pkg import evaluate, features, runtime, train
 from gan_pkg.config import LR_SCHEDULES, GANConfig
 
 # The recipe options --tune-recipe searches (image presets): DiffAugment policies, spectral
@@ -34,7 +34,8 @@ def scaled(filters: tuple, first: int) -> tuple:
 
 class GANHyperModel(kt.HyperModel):
     def __init__(self, base: GANConfig, runs_dir: str | Path, num_eval_samples: int = 1000, tune_batch_size: bool = False,
-                 tune_recipe: bool = False):
+                 tune_recipe: bool = False, data=None):
+        """`base`: a planned config (gan_pkg.plan), `data` its plan's data (None: each trial plans and checks)."""
         super().__init__(name=f"gan-{base.preset}", tunable=True)
         if tune_recipe and not base.is_image:
             raise ValueError(f"--tune-recipe searches image training options; preset {base.preset!r} makes 1-D samples")
@@ -43,6 +44,10 @@ class GANHyperModel(kt.HyperModel):
         self.num_eval_samples = num_eval_samples
         self.tune_batch_size = tune_batch_size
         self.tune_recipe = tune_recipe
+        self.data = data
+        # The objective's feature space, chosen once so every trial is scored in the same one
+        # (raises FeatureSpaceUnavailable, one line, when the data has none).
+        self.features = features.feature_space(base, data, store=self.runs_dir) if base.is_image and data is not None else None
 
     def config_for(self, hp: kt.HyperParameters) -> GANConfig:
         base = self.base
@@ -84,12 +89,13 @@ class GANHyperModel(kt.HyperModel):
         workdir = tempfile.mkdtemp(prefix="trial-", dir=self.runs_dir)
         started = time.monotonic()
         # verbose=None: train() picks a live bar on a terminal, a line per epoch in logs.
-        result = train.train(config, workdir, verbose=None if verbose else 0, extra_callbacks=list(callbacks), model=model)
+        result = train.train(config, workdir, verbose=None if verbose else 0, extra_callbacks=list(callbacks), model=model, data=self.data)
         scores = evaluate.evaluate_generator(
             evaluate.keras_sample_fn(result.model.inference_generator, config),
             config,
             num_samples=self.num_eval_samples,
             data=result.data,
+            features=self.features,
         )
         return {
             "val_fid": scores["generated"]["fid"],

@@ -26,6 +26,8 @@ class NotBlessed(RuntimeError):
 
 
 def fid_of(result: dict) -> float:
+    if "fid" not in result.get("generated", {}):  # no feature space for this data: nothing to bless on
+        raise NotBlessed(f"not blessed: no FID ({result.get('features_missing', 'no feature space')})")
     return float(result["generated"]["fid"])
 
 
@@ -53,7 +55,7 @@ def push(candidate: Path, export_base: Path, model_name: str, max_fid: float | N
     if served:
         current_dir = model_dir / str(served[-1])
         current = export.read_metadata(current_dir).get("evaluation") or {}
-        if current.get("num_samples") != num_samples or "generated" not in current:
+        if current.get("num_samples") != num_samples or "generated" not in current or current.get("features") != result.get("features"):
             current = evaluate.evaluate_export(current_dir, num_samples, seed=0)
         if fid >= fid_of(current):
             raise NotBlessed(f"not blessed: FID {fid:.3f} does not beat served version {served[-1]}'s {fid_of(current):.3f}")

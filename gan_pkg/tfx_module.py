@@ -21,6 +21,7 @@ import keras_tuner as kt
 
 from gan_pkg import config as config_lib
 from gan_pkg import export, hypermodel, train
+from gan_pkg.plan import plan
 
 DEFAULT_EVAL_SAMPLES = 1000
 DEFAULT_MAX_TRIALS = 8
@@ -47,18 +48,21 @@ def base_config(fn_args) -> config_lib.GANConfig:
 
 
 def _hypermodel(fn_args, runs_dir) -> hypermodel.GANHyperModel:
+    """The search over the planned config (sized to train_files' data), trials on that data."""
     samples = int(getattr(fn_args, "eval_steps", None) or DEFAULT_EVAL_SAMPLES)
-    return hypermodel.GANHyperModel(base_config(fn_args), runs_dir, num_eval_samples=samples)
+    planned = plan(base_config(fn_args))
+    return hypermodel.GANHyperModel(planned.config, runs_dir, num_eval_samples=samples, data=planned.data)
 
 
 def run_fn(fn_args) -> None:
-    """Train (resuming in model_run_dir) and write the SavedModel to serving_model_dir."""
+    """Train (resuming in model_run_dir) and write what was trained to serving_model_dir."""
     model = _hypermodel(fn_args, fn_args.model_run_dir)
     config = model.base
     if getattr(fn_args, "hyperparameters", None):
         config = model.config_for(kt.HyperParameters.from_config(fn_args.hyperparameters))
-    result = train.train(config, fn_args.model_run_dir)
-    export.write_saved_model(result.model.inference_generator, config, fn_args.serving_model_dir, step=result.step)
+    result = train.train(config, fn_args.model_run_dir, data=model.data)
+    export.write_saved_model(result.model.inference_generator, result.config, fn_args.serving_model_dir, step=result.step,
+                             feature_store=fn_args.model_run_dir)
 
 
 def tuner_fn(fn_args) -> TunerFnResult:

@@ -17,6 +17,7 @@ import keras
 
 from gan_pkg import architectures, callbacks, runs, runtime
 from gan_pkg import data as data_lib
+from gan_pkg import plan as plan_lib
 from gan_pkg.config import GANConfig
 from gan_pkg.gan import GAN
 
@@ -103,9 +104,13 @@ def train(
     model: GAN | None = None,
     val_fid_every: int = 0,
     max_seconds: float | None = None,
+    data: data_lib.Data | None = None,
 ) -> TrainResult:
     """Train (or resume) one run in `workdir`; raises DataError, ConfigConflict,
     TrainingDiverged with messages meant for the user.
+
+    `config` is a planned one (gan_pkg.plan: sized to its data), trained as it is; `data`
+    is the plan's, or None to plan here and refuse a config the data would change.
 
     `model` (built by `build_gan(config)`, as keras-tuner's HyperModel.build
     does) is trained when the workdir has no checkpoint to resume from.
@@ -115,10 +120,10 @@ def train(
     time, checkpoints, and returns with `out_of_time` set.
     """
     workdir = Path(workdir)
-    data = data_lib.load(config)  # bad data fails before anything is written
-    sized = data_lib.fit_class_head(config, data)
-    if sized != config:  # a model built for the preset's head does not fit this data
-        config, model = sized, None
+    if data is None:  # bad data fails before anything is written
+        planned = plan_lib.plan(config)
+        plan_lib.check_planned(config, planned.config)
+        data = planned.data
     runs.prepare(workdir, config)
     precision = runtime.resolve_precision(config.precision)
     strategy = runtime.make_strategy(config.strategy)
@@ -143,7 +148,7 @@ def train(
         run_callbacks = [guard] + ([budget] if budget else []) + ([callbacks.EMAStatistics()] if model.ema_generator is not None else [])
         if val_fid_every and config.is_image:  # first: later callbacks read its logs
             log_dir = workdir / runs.TENSORBOARD / "val_fid"
-            run_callbacks.append(callbacks.ValFID(config, data.holdout, every=val_fid_every, log_dir=log_dir))
+            run_callbacks.append(callbacks.ValFID(config, data.holdout, every=val_fid_every, log_dir=log_dir, data=data, store=workdir))
         run_callbacks += extra_callbacks
         if chief:  # other workers train in lockstep and write nothing
             runs.save_config(workdir, config)

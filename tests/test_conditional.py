@@ -21,6 +21,7 @@ from gan_pkg import data as data_lib
 from gan_pkg import evaluate as ev
 from gan_pkg.config import GANConfig
 from gan_pkg.class_code import noise_with_class
+from gan_pkg.plan import plan
 from gan_pkg.runs import load_run
 from gan_pkg.train import build_gan, train
 from serving import main as server_main
@@ -238,7 +239,7 @@ def test_a_conditional_preset_on_unlabelled_or_mislabelled_data_stops_with_one_l
         data_lib.load(tiny("cdcgan", data=str(tmp_path / "bad.npz"), holdout=2))
     np.savez(tmp_path / "negative.npz", x_train=np.zeros((8, 28, 28), np.uint8), y_train=np.arange(8) - 1)
     with pytest.raises(data_lib.DataError, match=r"labels must be integers >= 0, found -1\.\.6"):
-        data_lib.load(tiny("dcgan", data=str(tmp_path / "negative.npz"), holdout=2, aux_class_weight=1.0, aux_classes=10))
+        plan(tiny("dcgan", data=str(tmp_path / "negative.npz"), holdout=2, aux_class_weight=1.0, aux_classes=10))
 
 
 @pytest.mark.parametrize("noise_class_code", [False, True])
@@ -251,21 +252,24 @@ def test_an_unconditional_class_head_takes_the_datas_classes_or_trains_without_o
     config = tiny("dcgan", holdout=2, aux_class_weight=1.0, aux_classes=10, noise_class_code=noise_class_code)
     said = []
     flat = config.replace(data=str(tmp_path / "flat"))
-    headless = data_lib.fit_class_head(flat, data_lib.load(flat), log=said.append)
+    headless = plan(flat, log=said.append).config
     assert headless == flat.replace(aux_class_weight=0.0, aux_classes=0, noise_class_code=False)
     three = config.replace(data=str(tmp_path / "three.npz"))
-    assert data_lib.fit_class_head(three, data_lib.load(three), log=said.append) == three.replace(aux_classes=3)
+    assert plan(three, log=said.append).config == three.replace(aux_classes=3)
     assert len(said) == 2 and "without its class head" in said[0] and "3 classes" in said[1], said
     if noise_class_code:  # 12 classes cannot be coded in 8 noise values: refused before anything is written
         np.savez(tmp_path / "twelve.npz", x_train=np.zeros((24, 28, 28), np.uint8), y_train=np.arange(24) % 12)
         twelve = config.replace(data=str(tmp_path / "twelve.npz"), latent_dim=8)
-        with pytest.raises(data_lib.DataError, match=r"twelve\.npz: its labels cover 12 classes, too many .*aux_classes <= latent_dim \(8\)"):
+        with pytest.raises(data_lib.DataError, match=r"twelve\.npz: its labels cover 12 classes, more than .* 8 noise values; pass --set latent_dim=12"):
             train(twelve, tmp_path / "refused", verbose=0)
         assert not (tmp_path / "refused").exists()
     sample = config.replace(data="mnist-sample")
-    assert data_lib.fit_class_head(sample, data_lib.load(sample), log=said.append) is sample and len(said) == 2
-    # train() trains the sized config, and builds its own model when handed one for the preset's head.
-    result = train(flat.replace(batch_size=4, steps=2), tmp_path / "run", verbose=0, model=build_gan(flat))
+    assert plan(sample, log=said.append).config == sample and len(said) == 3
+    # train() trains the config it is given: one the data would change is refused, saying which fields and what to call.
+    with pytest.raises(ValueError, match=r"decides .*aux_classes 10 -> 0.*gan_pkg\.plan"):
+        train(flat.replace(batch_size=4, steps=2), tmp_path / "run", verbose=0)
+    planned = plan(flat.replace(batch_size=4, steps=2), log=said.append)
+    result = train(planned.config, tmp_path / "run", verbose=0, data=planned.data)
     assert result.config.aux_classes == 0 and not isinstance(result.model.discriminator.output, list)
 
 

@@ -41,7 +41,7 @@ def _write_images(folder, count, size=(40, 30), mode="RGB"):
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_image_folder_is_resized_to_the_architecture(tmp_path, channels):
+def test_image_folder_is_fitted_to_the_planned_shape(tmp_path, channels):
     _write_images(tmp_path / "faces" / "a", 30)
     cfg = tiny("dcgan", data=str(tmp_path / "faces"), image_shape=(28, 28, channels), holdout=10)
     data = data_lib.load(cfg)
@@ -62,8 +62,8 @@ def test_npz_in_keras_layout_is_used_with_its_test_split(tmp_path):
     [
         (lambda p: p / "missing", "no such file or folder"),
         (lambda p: (p / "empty").mkdir() or p / "empty", "no images found"),
-        (lambda p: _broken_image(p), "zz_broken.png: cannot be decoded"),
-        (lambda p: _npz(p, np.zeros((20, 32, 32, 3), np.uint8)), "shape (32, 32, 3)"),
+        (lambda p: _only_broken_images(p), "none of its 2 image files can be decoded"),
+        (lambda p: _npz(p, np.zeros((20, 32, 32, 2), np.uint8)), "(20, 32, 32, 2)"),
         (lambda p: _npz(p, np.full((20, 28, 28), 300.0)), "[0, 255]"),
         (lambda p: (p / "notes.txt").write_text("hi") and p / "notes.txt", "not a folder of images or a .npz"),
         (lambda p: (p / "bad.npz").write_bytes(b"junk") and p / "bad.npz", "not a readable .npz"),
@@ -77,10 +77,19 @@ def test_bad_data_gets_an_error_naming_the_path_and_problem(tmp_path, make, mess
     assert str(path.name) in str(error.value)
 
 
-def _broken_image(folder):
-    _write_images(folder / "imgs", 12)
-    (folder / "imgs" / "zz_broken.png").write_bytes(b"\x89PNG not really")
+def _only_broken_images(folder):
+    (folder / "imgs").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (folder / "imgs" / name).write_bytes(b"\x89PNG not really")
     return folder / "imgs"
+
+
+def test_unreadable_files_are_skipped_and_named(tmp_path):
+    _write_images(tmp_path / "imgs", 12)
+    (tmp_path / "imgs" / "zz_broken.png").write_bytes(b"\x89PNG not really")
+    data = data_lib.load(tiny("dcgan", data=str(tmp_path / "imgs"), holdout=2))
+    assert len(data.train) + len(data.holdout) == 12
+    assert len(data.notes) == 1 and "skipped 1 unreadable file: " in data.notes[0] and "zz_broken.png" in data.notes[0]
 
 
 def _npz(folder, images):

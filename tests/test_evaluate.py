@@ -195,6 +195,15 @@ def test_untrained_generator_is_worse_than_the_real_floor(untrained_result):
     assert 0 < floor["nn_l1_min"] and floor["nn_l1_below_real"] == pytest.approx(ev.MEMORIZATION_QUANTILE, abs=0.01)
 
 
+def test_mnist_results_name_the_shipped_space_and_its_ten_classes(untrained_result):
+    assert untrained_result["features"]["kind"] == "mnist-classifier"
+    assert untrained_result["features"]["sha256"] == untrained_result["classifier_sha256"] == ev.get_classifier().sha256
+    table = ev.format_table(untrained_result)
+    assert table.splitlines()[0] == f"features: shipped MNIST classifier, {ev.FEATURE_DIM}-unit penultimate layer"
+    assert "classifier score (max 10)" in table and "class shares 0..9" in table
+    assert "held-out images" in ev.format_markdown(untrained_result, "a run")
+
+
 def test_briefly_trained_dcgan_between_untrained_and_floor(trained, untrained_result):
     result = ev.evaluate_generator(
         ev.keras_sample_fn(trained.model.inference_generator, trained.config), trained.config, num_samples=NUM, data=trained.data
@@ -217,6 +226,20 @@ def test_cli_on_export_writes_evaluation_into_metadata(trained, tmp_path, capsys
     report = version / contract.ASSETS_EXTRA
     assert json.loads((report / "evaluation.json").read_text())["generated"] == evaluation["generated"]
     assert "| FID" in (report / "evaluation.md").read_text()
+
+
+def test_cli_asked_for_inception_offline_exits_2_naming_the_file(trained, tmp_path, capsys, monkeypatch):
+    from gan_pkg import features
+
+    def offline():
+        raise OSError("no network")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(features, "_download_inception", offline)
+    assert ev.main(["--workdir", str(trained.workdir), "--num-samples", "10", "--features", "inception"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert str(tmp_path / "keras" / "models" / features.INCEPTION_FILE) in err
 
 
 def test_cli_on_workdir_writes_reports(trained, capsys):

@@ -59,6 +59,30 @@ def test_run_fn_trains_and_writes_a_servable_model(candidate):
     assert metadata["training_step"] == 4 and metadata["config"]["g_filters"] == [8, 4]
 
 
+def test_run_fn_exports_what_it_trained_on_data_whose_classes_differ_from_the_presets(tmp_path):
+    """The default preset's class code is planned for 2 classes of 32x32 colour shapes (not its
+    10 digits): the export's metadata says what config.json says, and TF Serving's loader
+    serves the trained generator's images for the same noise."""
+    import numpy as np
+    from gan_pkg.shapes import shapes_folder
+
+    from gan_pkg import contract, runs, session_loader
+
+    folder = shapes_folder(tmp_path / "shapes", 32, 10)
+    fn_args = _fn_args(tmp_path)
+    fn_args.custom_config = {"preset": DEFAULT, **tiny_values(DEFAULT, holdout=4)}
+    fn_args.train_files = [str(folder)]
+    tfx_module.run_fn(fn_args)
+    trained_config, model, _ = runs.load_run(fn_args.model_run_dir)
+    exported = json.loads((tmp_path / "serving" / "assets.extra" / "gan_pkg.json").read_text())["config"]
+    assert exported == json.loads(trained_config.to_json())
+    assert (trained_config.aux_classes, trained_config.image_shape, trained_config.class_names) == (2, (32, 32, 3), ("circle", "square"))
+    noise = np.random.default_rng(0).standard_normal((3, trained_config.latent_dim)).astype(np.float32)
+    served = session_loader.SessionModel(tmp_path / "serving").run(contract.SERVING_DEFAULT, {contract.NOISE: noise})[contract.IMAGES]
+    expected = (np.asarray(model.inference_generator(noise, training=False), np.float32) + 1.0) / 2.0
+    np.testing.assert_allclose(served, expected, atol=1e-4)
+
+
 def test_tuner_fn_searches_val_fid_as_tfx_runs_it(tmp_path):
     result = tfx_module.tuner_fn(_fn_args(tmp_path))
     tuner = result.tuner

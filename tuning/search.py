@@ -30,6 +30,7 @@ TUNERS = ("random", "bayesian", "hyperband")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python tuning/search.py", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default=config_lib.DEFAULT_PRESET, choices=sorted(config_lib.PRESETS), help="default: %(default)s")
+    parser.add_argument("--data", help="what to train on, as gan_pkg.fit's --data (default: the preset's)")
     parser.add_argument("--tuner", default="bayesian", choices=TUNERS)
     parser.add_argument("--max-trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3, help="passes over the training split per trial (hyperband: the maximum)")
@@ -93,19 +94,24 @@ def write_tables(rows: list[dict], directory: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        values = config_lib.parse_assignments(args.set)
+        values = config_lib.parse_assignments(args.set) | ({"data": args.data} if args.data else {})
         base = config_lib.GANConfig.resolve(args.preset, values, steps=args.steps, epochs=None if args.steps else args.epochs)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     import_tensorflow_quietly()
     from gan_pkg import export, hypermodel, train
+    from gan_pkg.classifier import EvaluationError
+    from gan_pkg.plan import plan
 
     project = args.project or args.preset
     directory = Path(args.directory)
     try:
-        model = hypermodel.GANHyperModel(base, directory / project / "trial_runs", args.num_samples, args.tune_batch_size, args.tune_recipe)
-    except ValueError as error:
+        planned = plan(base)
+        model = hypermodel.GANHyperModel(
+            planned.config, directory / project / "trial_runs", args.num_samples, args.tune_batch_size, args.tune_recipe, data=planned.data
+        )
+    except (ValueError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     tuner = make_tuner(args.tuner, model, hypermodel.OBJECTIVE, args.max_trials, args.epochs, directory, project, args.overwrite)
@@ -133,8 +139,8 @@ def main(argv=None) -> int:
     print(f"best val_fid {completed[0]['val_fid']:.3f} with {json.dumps({k: v for k, v in best.values.items() if not k.startswith('tuner/')})}")
     print(f"wrote {out / 'best_hyperparameters.json'}, {out / 'trials.csv'}, {out / 'trials.md'}")
     if args.export:
-        result = train.train(best_config, out / "best_run")
-        target = export.export_model(result.model, result.config, args.export_base, args.model_name)
+        result = train.train(best_config, out / "best_run", data=planned.data)
+        target = export.export_model(result.model, result.config, args.export_base, args.model_name, workdir=out / "best_run")
         print(f"exported the best configuration to {target}")
     return 0
 
