@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from gan_pkg import files as files_lib
 from gan_pkg.config import GANConfig
 
 HOLDOUT_SEED = 20240601  # fixed forever: the held-out split must not move between runs
@@ -340,26 +344,90 @@ def _listing(names, most: int = 3) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def memory_budget() -> int:
+    """Bytes a decoded training set may take in memory: a quarter of what is available now.
+    Larger folders are decoded once into a file on disk (`_decoded_cache`) and streamed."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: keep everything in memory
+        return 1 << 62
+
+
 def _image_folder(path: Path, config: GANConfig) -> Data:
+    """Decoded at the planned shape in a fixed shuffled order (held-out images first), in
+    memory or, past `memory_budget`, in a memory-mapped cache file that training streams."""
     from PIL import Image
 
     files, classes = _folder_files(path)
-    images, labels, unreadable = [], [], []
+    files = [files[i] for i in np.random.default_rng(HOLDOUT_SEED).permutation(len(files))]
+    shape = (len(files), *config.image_shape)
+    streamed = math.prod(shape) > memory_budget()
+    if streamed:
+        cached = _decoded_cache(path, files, config)
+        if cached is not None:
+            return cached
+        target = files_lib.cache_dir("decoded") / f"{_folder_key(path, files, config)}.npy"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f"{files_lib.TEMPORARY_PREFIX}{target.name}")
+        images = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=shape)
+    else:
+        images = np.empty(shape, np.uint8)
+    labels, unreadable, count = [], [], 0
     for file in files:
         try:
             with Image.open(file) as image:
-                images.append(_fit(image, config))
+                images[count] = _fit(image, config)
         except Exception:
             unreadable.append(str(file))
             continue
+        count += 1
         if classes:
             labels.append(classes.index(file.relative_to(path).parts[0]))
-    if not images:
+    if not count:
         raise DataError(f"{path}: none of its {len(files)} image files can be decoded ({_listing(unreadable)})")
-    data = _split(np.stack(images), np.array(labels, np.int64) if classes else None, config.holdout)
+    labels = np.array(labels, np.int64) if classes else None
+    if streamed:
+        images.flush()
+        del images
+        os.replace(staging, target)
+        files_lib.write_json(target.with_suffix(".json"), {"count": count, "labels": None if labels is None else labels.tolist(),
+                                                           "unreadable": unreadable})
+        return _decoded_cache(path, files, config)
+    return _folder_data(images[:count], labels, classes, unreadable, config.holdout)
+
+
+def _folder_data(images, labels, classes, unreadable, holdout: int) -> Data:
+    if len(images) <= holdout:
+        raise DataError(f"only {len(images)} examples: need more than the {holdout} held out for evaluation")
+    pick = (lambda part: None) if labels is None else (lambda part: labels[part])
+    data = Data(images[holdout:], np.array(images[:holdout]), pick(slice(holdout, None)), pick(slice(None, holdout)))
     data.class_names = classes
     if unreadable:
         data.notes = (f"skipped {len(unreadable)} unreadable file{'s' * (len(unreadable) > 1)}: {_listing(unreadable)}",)
+    return data
+
+
+def _folder_key(path: Path, files: list, config: GANConfig) -> str:
+    """What a decoded folder depends on: its files (name, size, time), the shape and the resize."""
+    digest = hashlib.sha256(json.dumps([str(path.resolve()), list(config.image_shape), config.resize]).encode())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def _decoded_cache(path: Path, files: list, config: GANConfig) -> Data | None:
+    """The folder decoded by an earlier run (read-only memory map), or None."""
+    target = files_lib.cache_dir("decoded") / f"{_folder_key(path, files, config)}.npy"
+    record = target.with_suffix(".json")
+    if not (target.is_file() and record.is_file()):
+        return None
+    found = json.loads(record.read_text())
+    images = np.load(target, mmap_mode="r")[: found["count"]]
+    labels = None if found["labels"] is None else np.array(found["labels"], np.int64)
+    _, classes = _folder_files(path)
+    data = _folder_data(images, labels, classes, found["unreadable"], config.holdout)
+    data.notes += (f"streamed from {target} (larger than a quarter of free memory)",)
     return data
 
 
@@ -407,9 +475,11 @@ def training_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
         ).prefetch(tf.data.AUTOTUNE)
     if len(data.train) < config.batch_size:
         raise DataError(f"{len(data.train)} training examples is fewer than one batch of {config.batch_size}")
+    if config.label_classes and data.train_labels is None:
+        raise DataError(f"{config.data}: has no labels for the class head (aux_classes={config.aux_classes}); plan the config first (gan_pkg.plan)")
+    if isinstance(data.train, np.memmap):
+        return _streamed_dataset(data, config)
     if config.label_classes:  # (images, labels): fakes take the real batch's labels; a class head learns them
-        if data.train_labels is None:
-            raise DataError(f"{config.data}: has no labels for the class head (aux_classes={config.aux_classes}); plan the config first (gan_pkg.plan)")
         examples = (data.train, np.asarray(data.train_labels, np.int32).reshape(-1))
         scale = lambda x, y: (scale_images(x, config.output_range), y)  # noqa: E731
     else:
@@ -421,5 +491,33 @@ def training_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
         .repeat()
         .batch(config.batch_size, drop_remainder=True)
         .map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _streamed_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
+    """Batches gathered from the memory-mapped training images by shuffled index, so only
+    the batches in flight are in memory (the OS pages the file in and out)."""
+    images = data.train
+    labels = None if not config.label_classes else np.asarray(data.train_labels, np.int32).reshape(-1)
+
+    def gather(index):
+        index = np.sort(index)  # ascending reads; the batch's members are still a shuffled draw
+        return (images[index], labels[index]) if labels is not None else images[index]
+
+    def load(index):
+        if labels is None:
+            batch = tf.numpy_function(gather, [index], tf.uint8)
+            return scale_images(tf.ensure_shape(batch, (config.batch_size, *config.image_shape)), config.output_range)
+        batch, batch_labels = tf.numpy_function(gather, [index], (tf.uint8, tf.int32))
+        batch = tf.ensure_shape(batch, (config.batch_size, *config.image_shape))
+        return scale_images(batch, config.output_range), tf.ensure_shape(batch_labels, (config.batch_size,))
+
+    return (
+        tf.data.Dataset.range(len(images))
+        .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(config.batch_size, drop_remainder=True)
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )

@@ -262,8 +262,8 @@ def evaluate_generator(
 def _image_evaluation(samples, data, space, num_samples, seed, labels) -> dict:
     """The image branch of evaluate_generator: reference features, floor, memorization."""
     holdout = data.holdout.astype(np.float32) / 255.0
-    train = data.train.astype(np.float32) / 255.0
-    floor_images = train[:num_samples]
+    train = data.train  # uint8, possibly memory-mapped (a large folder): scaled chunk by chunk where read whole
+    floor_images = np.asarray(train[:num_samples], np.float32) / 255.0
     # Conditional: the floor asks the classifier about real images and their true labels.
     floor_labels = None if labels is None else np.asarray(data.train_labels)[:num_samples]
     holdout_labels = None if labels is None or data.holdout_labels is None else np.asarray(data.holdout_labels)

@@ -250,8 +250,7 @@ def default_epochs(train_examples: int) -> int:
 
 def user_cache_dir() -> Path:
     """Per-user cache of data classifiers: $XDG_CACHE_HOME (default ~/.cache)/gan_pkg/feature_classifiers."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gan_pkg" / "feature_classifiers"
+    return files.cache_dir("feature_classifiers")
 
 
 def _read_record(folder: Path | None) -> dict | None:
@@ -293,8 +292,12 @@ def _load_data_classifier(folder: Path, record: dict) -> ClassifierSpace:
 def _train_data_classifier(config, data, classes: int, epochs: int, fingerprint: str, folder: Path) -> dict:
     """Train on the training split (held-out only scores it) and write weights, then record, into `folder`."""
     scale = lambda x: np.asarray(x, np.float32) / 255.0  # noqa: E731
+    from gan_pkg.data import memory_budget
+
+    # As many training images as fit in memory as floats (a streamed folder may not; its order is shuffled).
+    keep = max(1, min(len(data.train), memory_budget() // (4 * math.prod(data.train.shape[1:]))))
     classifier, info = fit_classifier(
-        scale(data.train), data.train_labels, scale(data.holdout), data.holdout_labels,
+        scale(data.train[:keep]), np.asarray(data.train_labels)[:keep], scale(data.holdout), data.holdout_labels,
         classes, epochs, CLASSIFIER_SEED, name="data_classifier", verbose=0, refresh_statistics=True,
     )
     folder.mkdir(parents=True, exist_ok=True)

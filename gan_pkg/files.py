@@ -29,6 +29,12 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             temporary.unlink()
 
 
+def cache_dir(*parts: str) -> Path:
+    """A per-user cache folder of this package: $XDG_CACHE_HOME (default ~/.cache)/gan_pkg/<parts>."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "gan_pkg", *parts)
+
+
 def write_text(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as temporary:
         temporary.write_text(text)

@@ -133,14 +133,21 @@ def mode_coverage(probs: np.ndarray, threshold: float = MODE_THRESHOLD) -> dict:
     return {"histogram": [round(float(s), 4) for s in shares], "covered": int((shares > threshold).sum())}
 
 
-def nearest_l1(samples: np.ndarray, train_images: np.ndarray, chunk: int = 250) -> np.ndarray:
+def nearest_l1(samples: np.ndarray, train_images: np.ndarray, chunk: int = 250, train_chunk: int = 4096) -> np.ndarray:
     """Each sample's mean absolute pixel difference to its nearest training image
-    (seed 001's l1_compare_images, minimised over the training set)."""
-    a = np.asarray(samples, np.float32).reshape(len(samples), -1)
-    b = np.asarray(train_images, np.float32).reshape(len(train_images), -1)
-    out = np.empty(len(a))
-    for start in range(0, len(a), chunk):
-        out[start : start + chunk] = cdist(a[start : start + chunk], b, "cityblock").min(axis=1)
+    (seed 001's l1_compare_images, minimised over the training set). uint8 images
+    count as pixel / 255, as samples in [0, 1] do; the training set is read
+    `train_chunk` images at a time, so a memory-mapped one is never held whole."""
+    def as_unit(images):
+        images = np.asarray(images)
+        return (images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)).reshape(len(images), -1)
+
+    a = as_unit(samples)
+    out = np.full(len(a), np.inf)
+    for first in range(0, len(train_images), train_chunk):
+        b = as_unit(train_images[first : first + train_chunk])
+        for start in range(0, len(a), chunk):
+            out[start : start + chunk] = np.minimum(out[start : start + chunk], cdist(a[start : start + chunk], b, "cityblock").min(axis=1))
     return out / a.shape[1]
 
 

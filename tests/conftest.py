@@ -3,8 +3,14 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every test (and every CLI it starts) sees an empty Keras home and cache: which feature space
+# a run is scored in must not depend on weights or classifiers this machine happens to hold.
+_ISOLATED = tempfile.mkdtemp(prefix="gan_pkg-tests-")
+os.environ["KERAS_HOME"] = os.path.join(_ISOLATED, "keras")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_ISOLATED, "cache")
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -52,7 +58,7 @@ def module_held_export(directory, config, model_name: str = "gan"):
     return Path(directory)
 
 
-def run_python(*args, timeout=240, **kwargs) -> subprocess.CompletedProcess:
+def run_python(*args, timeout=240, env_extra=None, **kwargs) -> subprocess.CompletedProcess:
     """Run `python args...` in a fresh interpreter (the user's view of a CLI)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([REPO, TESTS]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([REPO, TESTS]), **(env_extra or {}))
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, **kwargs)

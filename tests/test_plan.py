@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from tiny import tiny, tiny_flags
 
-from gan_pkg import architectures, contract, session_loader, sizing
+from gan_pkg import architectures, contract, features, session_loader, sizing
 from gan_pkg.shapes import shape_image, shapes_folder
 from gan_pkg import config as config_lib
 from gan_pkg import data as data_lib
@@ -159,6 +159,28 @@ def test_an_rgb_npz_trains_at_its_shape_and_cifar10_offline_says_what_to_do(tmp_
     assert "\n" not in str(error.value)
 
 
+def test_a_folder_larger_than_memory_allows_is_decoded_once_to_disk_and_streamed(tmp_path, monkeypatch):
+    folder = shapes_folder(tmp_path / "shapes", 32, 12)
+    config = tiny("dcgan-classcode", data=str(folder), holdout=4)
+    in_memory = _plan(config)
+    monkeypatch.setattr(data_lib, "memory_budget", lambda: 1000)  # a few images' worth
+    said = []
+    streamed = _plan(config, said)
+    assert isinstance(streamed.data.train, np.memmap) and "streamed from" in said[0]
+    assert streamed.config == in_memory.config  # the same run either way: same split, same pixels, same labels
+    np.testing.assert_array_equal(streamed.data.train, in_memory.data.train)
+    np.testing.assert_array_equal(streamed.data.holdout, in_memory.data.holdout)
+    np.testing.assert_array_equal(streamed.data.train_labels, in_memory.data.train_labels)
+    batch, labels = next(iter(data_lib.training_dataset(streamed.data, streamed.config)))
+    assert batch.shape == (8, 32, 32, 3) and labels.shape == (8,) and -1.0 <= float(np.min(batch)) <= float(np.max(batch)) <= 1.0
+    again = _plan(config)  # decoded once: a rerun maps the same file
+    assert again.data.train.filename == streamed.data.train.filename
+    from gan_pkg.train import train
+
+    result = train(streamed.config, tmp_path / "run", verbose=0, data=streamed.data)
+    assert result.step == 4
+
+
 def test_a_small_folder_holds_out_a_fifth(tmp_path):
     folder = shapes_folder(tmp_path / "shapes", 32, 10)
     said = []
@@ -215,3 +237,12 @@ def test_a_colour_folder_is_trained_exported_loaded_and_served_in_colour(tmp_pat
     pictures = [Image.open(io.BytesIO(png)) for png in pngs]
     assert all(p.mode == "RGB" and p.size == (32, 32) for p in pictures)
     assert shape == [None, 32, 32, 3]
+
+    # Scored in the features of a classifier trained on the shapes' own labels, which the
+    # export keeps; no "max 10" for two classes of shapes.
+    scored = run_python("-m", "gan_pkg.evaluate", "--export", str(tmp_path / "export" / "gan"), "--num-samples", "20", cwd=tmp_path,
+                        env_extra={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert "features: classifier trained on this data's labelled training split (2 classes" in scored.stdout and "classifier score (max 2)" in scored.stdout, scored.stdout
+    assert "max 10" not in scored.stdout
+    assert all((version / contract.ASSETS_EXTRA / name).is_file() for name in features.STORED_FILES)
