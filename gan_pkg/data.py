@@ -12,41 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from gan_pkg import files as files_lib
+from gan_pkg import folders
 from gan_pkg.config import GANConfig
+from gan_pkg.dataset import HOLDOUT_SEED, Data, DataError, Survey  # noqa: F401  (data's public surface)
 
-HOLDOUT_SEED = 20240601  # fixed forever: the held-out split must not move between runs
 NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # seed 003's target distribution
 # Seed 003 shows results every 200 steps; an epoch of 10 such stages keeps the
 # per-epoch pictures and checkpoints from costing more than the training.
 NORMAL1D_STEPS_PER_EPOCH = 2000
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-class DataError(ValueError):
-    """The training data cannot be used; the message says why and what to do."""
-
-
-@dataclasses.dataclass
-class Data:
-    """Raw examples (uint8 images, or float32 vectors) split once, forever."""
-
-    train: np.ndarray
-    holdout: np.ndarray
-    train_labels: np.ndarray | None = None
-    holdout_labels: np.ndarray | None = None
-    synthetic: bool = False  # normal1d: training batches are drawn fresh each step
-    class_names: tuple = ()  # an image folder's class subfolders; () = numeric labels
-    notes: tuple = ()  # what loading changed or skipped, one phrase each (gan_pkg.plan prints them)
 
 
 # -- scaling ------------------------------------------------------------------
@@ -65,45 +44,11 @@ def to_unit_range(x, output_range):
 
 
 # -- sources ------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Survey:
-    """What a data source holds, read before anything is sized: gan_pkg.plan decides the
-    image shape and classes from it. Image folders are surveyed from file headers only."""
-
-    source: str
-    count: int
-    sizes: tuple  # ((width, height), ...) distinct, sorted
-    colour: bool  # any image in colour
-    modes: dict  # PIL mode (or array layout) -> count
-    num_classes: int = 0  # label values 0..num_classes-1; 0 = no labels
-    class_names: tuple = ()  # an image folder's class subfolders, sorted; () = numeric labels
-    unreadable: tuple = ()  # files whose header cannot be read
-    label_problem: str = ""  # why labels that are there cannot be used (a DataError where training needs them)
-
-    @property
-    def min_side(self) -> int:
-        return min(min(size) for size in self.sizes)
-
-    def describe(self) -> str:
-        """e.g. '600 images, 64×64 RGB' or '40 images, 30×40 to 128×96 (mixed sizes), grey and colour'."""
-        (w0, h0), (w1, h1) = self.sizes[0], self.sizes[-1]
-        size = f"{w0}×{h0}" if len(self.sizes) == 1 else f"{w0}×{h0} to {w1}×{h1} (mixed sizes)"
-        colours = {_colour_name(mode) for mode in self.modes}
-        return f"{self.count:,} images, {size} {' and '.join(sorted(colours))}"
-
-
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "grey")
-
-
-def _colour_name(mode: str) -> str:
-    return "grey" if mode in GREY_MODES else "RGB"
-
-
 def survey(config: GANConfig) -> Survey:
     """What `config.data` holds (image sources); raises DataError saying what is wrong."""
     source = _image_source(config)
     if isinstance(source, Path) and source.is_dir():
-        return _survey_folder(source)
+        return folders.survey_folder(source)
     arrays = _arrays(config)
     images, labels = arrays.images, arrays.labels
     classes, problem = 0, ""
@@ -129,7 +74,7 @@ def load(config: GANConfig) -> Data:
         return _normal1d(config)
     source = _image_source(config)
     if isinstance(source, Path) and source.is_dir():
-        data = _image_folder(source, config)
+        data = folders.load_folder(source, config)
     else:
         arrays = _arrays(config)
         train = _fit_all(arrays.images, config)
@@ -280,155 +225,7 @@ def _fit_all(images: np.ndarray, config: GANConfig) -> np.ndarray:
         return images
     from PIL import Image
 
-    return np.stack([_fit(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), config) for image in images])
-
-
-def _fit(image, config: GANConfig) -> np.ndarray:
-    """One PIL image -> uint8 [S, S, C]: its mode converted (alpha dropped, palette expanded,
-    grey and colour either way), then centre-cropped to a square or stretched, and resampled."""
-    from PIL import Image
-
-    side, _, channels = config.image_shape
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: keep the top 8 bits, not a clip at 255
-        image = Image.fromarray((np.asarray(image, np.float64) / 257.0).clip(0, 255).astype(np.uint8))
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
-    image = image.convert("RGB" if channels == 3 else "L")
-    width, height = image.size
-    if config.resize == "center-crop" and width != height:
-        crop = min(width, height)
-        left, top = (width - crop) // 2, (height - crop) // 2
-        image = image.crop((left, top, left + crop, top + crop))
-    if image.size != (side, side):
-        image = image.resize((side, side), Image.Resampling.LANCZOS)
-    pixels = np.asarray(image, np.uint8)
-    return pixels[..., None] if channels == 1 else pixels
-
-
-# -- image folders -----------------------------------------------------------------
-def _folder_files(path: Path) -> tuple[list[Path], tuple[str, ...]]:
-    """(image files in sorted order, class names): one class per top-level subfolder (with
-    any nesting inside it) when every image sits in one; else no classes."""
-    files = sorted(
-        p for p in path.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    )
-    if not files:
-        raise DataError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} files, in subfolders too)")
-    parts = [f.relative_to(path).parts for f in files]
-    classes = tuple(sorted({p[0] for p in parts})) if all(len(p) > 1 for p in parts) else ()
-    return files, classes
-
-
-def _survey_folder(path: Path) -> Survey:
-    from PIL import Image
-
-    files, classes = _folder_files(path)
-    sizes, modes, unreadable = set(), {}, []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                sizes.add(image.size)
-                modes[image.mode] = modes.get(image.mode, 0) + 1
-        except Exception:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-            unreadable.append(str(file))
-    if not sizes:
-        raise DataError(f"{path}: none of its {len(files)} image files can be read ({_listing(unreadable)})")
-    count = len(files) - len(unreadable)
-    colour = any(_colour_name(mode) == "RGB" for mode in modes)
-    return Survey(str(path), count, tuple(sorted(sizes)), colour, modes, len(classes), classes, tuple(unreadable))
-
-
-def _listing(names, most: int = 3) -> str:
-    shown = ", ".join(names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def memory_budget() -> int:
-    """Bytes a decoded training set may take in memory: a quarter of what is available now.
-    Larger folders are decoded once into a file on disk (`_decoded_cache`) and streamed."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
-    except (ValueError, OSError, AttributeError):  # not a POSIX system: keep everything in memory
-        return 1 << 62
-
-
-def _image_folder(path: Path, config: GANConfig) -> Data:
-    """Decoded at the planned shape in a fixed shuffled order (held-out images first), in
-    memory or, past `memory_budget`, in a memory-mapped cache file that training streams."""
-    from PIL import Image
-
-    files, classes = _folder_files(path)
-    files = [files[i] for i in np.random.default_rng(HOLDOUT_SEED).permutation(len(files))]
-    shape = (len(files), *config.image_shape)
-    streamed = math.prod(shape) > memory_budget()
-    if streamed:
-        cached = _decoded_cache(path, files, config)
-        if cached is not None:
-            return cached
-        target = files_lib.cache_dir("decoded") / f"{_folder_key(path, files, config)}.npy"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f"{files_lib.TEMPORARY_PREFIX}{target.name}")
-        images = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=shape)
-    else:
-        images = np.empty(shape, np.uint8)
-    labels, unreadable, count = [], [], 0
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                images[count] = _fit(image, config)
-        except Exception:
-            unreadable.append(str(file))
-            continue
-        count += 1
-        if classes:
-            labels.append(classes.index(file.relative_to(path).parts[0]))
-    if not count:
-        raise DataError(f"{path}: none of its {len(files)} image files can be decoded ({_listing(unreadable)})")
-    labels = np.array(labels, np.int64) if classes else None
-    if streamed:
-        images.flush()
-        del images
-        os.replace(staging, target)
-        files_lib.write_json(target.with_suffix(".json"), {"count": count, "labels": None if labels is None else labels.tolist(),
-                                                           "unreadable": unreadable})
-        return _decoded_cache(path, files, config)
-    return _folder_data(images[:count], labels, classes, unreadable, config.holdout)
-
-
-def _folder_data(images, labels, classes, unreadable, holdout: int) -> Data:
-    if len(images) <= holdout:
-        raise DataError(f"only {len(images)} examples: need more than the {holdout} held out for evaluation")
-    pick = (lambda part: None) if labels is None else (lambda part: labels[part])
-    data = Data(images[holdout:], np.array(images[:holdout]), pick(slice(holdout, None)), pick(slice(None, holdout)))
-    data.class_names = classes
-    if unreadable:
-        data.notes = (f"skipped {len(unreadable)} unreadable file{'s' * (len(unreadable) > 1)}: {_listing(unreadable)}",)
-    return data
-
-
-def _folder_key(path: Path, files: list, config: GANConfig) -> str:
-    """What a decoded folder depends on: its files (name, size, time), the shape and the resize."""
-    digest = hashlib.sha256(json.dumps([str(path.resolve()), list(config.image_shape), config.resize]).encode())
-    for file in files:
-        stat = file.stat()
-        digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:32]
-
-
-def _decoded_cache(path: Path, files: list, config: GANConfig) -> Data | None:
-    """The folder decoded by an earlier run (read-only memory map), or None."""
-    target = files_lib.cache_dir("decoded") / f"{_folder_key(path, files, config)}.npy"
-    record = target.with_suffix(".json")
-    if not (target.is_file() and record.is_file()):
-        return None
-    found = json.loads(record.read_text())
-    images = np.load(target, mmap_mode="r")[: found["count"]]
-    labels = None if found["labels"] is None else np.array(found["labels"], np.int64)
-    _, classes = _folder_files(path)
-    data = _folder_data(images, labels, classes, found["unreadable"], config.holdout)
-    data.notes += (f"streamed from {target} (larger than a quarter of free memory)",)
-    return data
+    return np.stack([folders.fit_image(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), config) for image in images])
 
 
 def _split(images, labels, holdout: int) -> Data:

@@ -292,7 +292,7 @@ def _load_data_classifier(folder: Path, record: dict) -> ClassifierSpace:
 def _train_data_classifier(config, data, classes: int, epochs: int, fingerprint: str, folder: Path) -> dict:
     """Train on the training split (held-out only scores it) and write weights, then record, into `folder`."""
     scale = lambda x: np.asarray(x, np.float32) / 255.0  # noqa: E731
-    from gan_pkg.data import memory_budget
+    from gan_pkg.folders import memory_budget
 
     # As many training images as fit in memory as floats (a streamed folder may not; its order is shuffled).
     keep = max(1, min(len(data.train), memory_budget() // (4 * math.prod(data.train.shape[1:]))))

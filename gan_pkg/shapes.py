@@ -10,7 +10,6 @@ layout `python -m gan_pkg.fit --data FOLDER` reads.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

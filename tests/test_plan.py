@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from tiny import tiny, tiny_flags
 
-from gan_pkg import architectures, contract, features, session_loader, sizing
+from gan_pkg import architectures, contract, features, folders, session_loader, sizing
 from gan_pkg.shapes import shape_image, shapes_folder
 from gan_pkg import config as config_lib
 from gan_pkg import data as data_lib
@@ -163,7 +163,7 @@ def test_a_folder_larger_than_memory_allows_is_decoded_once_to_disk_and_streamed
     folder = shapes_folder(tmp_path / "shapes", 32, 12)
     config = tiny("dcgan-classcode", data=str(folder), holdout=4)
     in_memory = _plan(config)
-    monkeypatch.setattr(data_lib, "memory_budget", lambda: 1000)  # a few images' worth
+    monkeypatch.setattr(folders, "memory_budget", lambda: 1000)  # a few images worth
     said = []
     streamed = _plan(config, said)
     assert isinstance(streamed.data.train, np.memmap) and "streamed from" in said[0]
