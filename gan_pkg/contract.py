@@ -10,14 +10,21 @@ DEFAULT_MODEL_NAME = "gan"
 # Signatures and their tensor keys (docs/ARCHITECTURE.md, "Contracts").
 SERVING_DEFAULT = "serving_default"  # noise -> images | samples
 GENERATE = "generate"  # seed -> images | samples, noise
-GENERATE_PNG = "generate_png"  # seed -> png (image presets only)
+GENERATE_PNG = "generate_png"  # seed -> png_bytes (image presets only)
 
 NOISE = "noise"  # float32 [batch, latent_dim]
 SEED = "seed"  # int64 [batch]; row i depends only on seed[i]
 LABEL = "label"  # int64 [batch] in [0, num_classes): every signature of a conditional export
 IMAGES = "images"  # float32 [batch, H, W, C] in [0, 1]
 SAMPLES = "samples"  # float32 [batch, n] (1-D presets)
-PNG = "png"  # string [batch], encoded PNG
+# string [batch], encoded PNG. TF Serving's REST API base64-encodes a string output only
+# when its name ends in "_bytes"; other strings go out as raw text.
+PNG = "png_bytes"
+LEGACY_PNG = "png"  # what exports of contract 1 named it
+BYTES_SUFFIX = "_bytes"
+
+# The export contract gan_pkg.json records: 2 since the PNG output is `png_bytes`.
+EXPORT_CONTRACT = 2
 
 
 

@@ -120,8 +120,8 @@ def float32_generator(generator: keras.Model, config: GANConfig) -> keras.Model:
 class _Endpoints:
     """The serving functions, written into the SavedModel by keras.export.ExportArchive.
 
-    ExportArchive tracks the generator's variables itself, so the restore op
-    TF Serving's loader runs finds every one; a plain tf.Module holding a
+    ExportArchive tracks the variables the endpoints capture, so the restore op
+    TF Serving's loader runs finds every one, once; a plain tf.Module holding a
     Keras 3 model does not (its variables exist only for tf.saved_model.load,
     keras-team/keras#19274). Plain TF ops only: no XLA, no py_function.
 
@@ -177,8 +177,11 @@ class _Endpoints:
         return found
 
     def archive(self) -> keras.export.ExportArchive:
+        """The endpoints alone: ExportArchive tracks every variable they capture, the raw
+        tf.Variables the restore op TF Serving runs must find. `track(generator)` would add
+        the Keras variable wrappers beside them, and the checkpoint would hold every weight
+        twice (keras-team/keras#23553): twice the disk and twice the memory in every server."""
         archive = keras.export.ExportArchive()
-        archive.track(self.generator)
         for name, (function, specs) in self.signatures().items():
             archive.add_endpoint(name, function, input_signature=specs)
         return archive
@@ -207,6 +210,7 @@ def metadata(config: GANConfig, signatures: dict, step: int | None, evaluation: 
     return {
         "package": "gan_pkg",
         "package_version": gan_pkg.__version__,
+        "export_contract": contract.EXPORT_CONTRACT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "preset": config.preset,
         "config": json.loads(config.to_json()),

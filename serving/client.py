@@ -46,6 +46,7 @@ from serving.client_messages import (  # noqa: E402, F401  (re-exported: what ca
     parse_predict_response,
     parse_rest_response,
     pick_output,
+    png_images,
     ServingError,
     status_to_dict,
 )
@@ -117,8 +118,7 @@ class GeneratorClient:
         return pick_output(self.predict(noise, seeds, generate_signature(self.signature, noise, seeds), labels=labels))
 
     def generate_png(self, seeds, labels=None) -> list[bytes]:
-        outputs = self.predict(seeds=seeds, signature=contract.GENERATE_PNG, labels=labels)
-        return [bytes(b) for b in outputs[contract.PNG].reshape(-1)]
+        return png_images(self.predict(seeds=seeds, signature=contract.GENERATE_PNG, labels=labels))
 
     def status(self) -> dict:
         from tensorflow_serving.apis import get_model_status_pb2
@@ -184,8 +184,7 @@ class RestGeneratorClient:
         return outputs["output"] if "output" in outputs else pick_output(outputs)
 
     def generate_png(self, seeds, labels=None) -> list[bytes]:
-        outputs = self.predict(seeds=seeds, signature=contract.GENERATE_PNG, labels=labels)
-        return [bytes(b) for b in next(iter(outputs.values())).reshape(-1)]
+        return png_images(self.predict(seeds=seeds, signature=contract.GENERATE_PNG, labels=labels))
 
     def status(self) -> dict:
         return self._request(self._url())

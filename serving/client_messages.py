@@ -150,15 +150,15 @@ def parse_rest_response(payload: dict) -> dict:
     result = {}
     for key, value in outputs.items():
         decoded = _decode_json(value)
-        has_bytes = _contains_bytes(decoded)
-        result[key] = np.array(decoded, dtype=object) if has_bytes else np.asarray(decoded, np.float32)
+        result[key] = np.array(decoded, dtype=object) if _holds_strings(decoded) else np.asarray(decoded, np.float32)
     return result
 
 
-def _contains_bytes(value) -> bool:
+def _holds_strings(value) -> bool:
+    """A string output: bytes ({"b64": ...}, decoded) or text (a string output not named *_bytes)."""
     while isinstance(value, list) and value:
         value = value[0]
-    return isinstance(value, bytes)
+    return isinstance(value, (bytes, str))
 
 
 def backoff_delays(retries: int, base: float = 0.25, cap: float = 4.0) -> list[float]:
@@ -200,3 +200,22 @@ def metadata_to_dict(response) -> dict:
         for name, sig in signature_map.signature_def.items()
         if not name.startswith("__")
     }
+
+
+def png_images(outputs: dict) -> list[bytes]:
+    """generate_png's PNGs from a parsed response: `png_bytes` (export contract 2), `png` (an
+    export of contract 1, over gRPC), or a single-output REST answer TF Serving leaves unnamed.
+    Contract 1's `png` over REST comes back as text, not bytes (TF Serving base64-encodes only
+    `*_bytes` outputs): that is refused, saying how to get bytes."""
+    for key in (contract.PNG, contract.LEGACY_PNG, "output"):
+        if key in outputs:
+            values = list(np.asarray(outputs[key], dtype=object).reshape(-1))
+            if all(isinstance(v, (bytes, np.bytes_)) for v in values):
+                return [bytes(v) for v in values]
+            raise ServingError(
+                "INVALID_RESPONSE",
+                f"generate_png returned text, not PNG bytes: this export names its output {contract.LEGACY_PNG!r} "
+                f"(export contract 1), which TF Serving's REST API does not base64-encode; use gRPC, or re-export the run "
+                "(python -m gan_pkg.export --checkpoint <workdir>)",
+            )
+    raise ServingError("INVALID_RESPONSE", f"generate_png answered {sorted(outputs)}, no {contract.PNG!r}")

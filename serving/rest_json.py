@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import orjson
 
+from gan_pkg import contract
 from serving.errors import _invalid
 from serving.validation import _tf, check_input
 
@@ -128,10 +129,16 @@ def _short(number: int) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
-def json_output(array: np.ndarray):
-    """An output array, as JSON wants it: strings as {"b64": ...}, numbers as a C-ordered array."""
+def json_output(array: np.ndarray, key: str):
+    """An output array, as TF Serving's REST API writes it: a string output whose name ends
+    in `_bytes` as {"b64": ...} objects, any other string as text (TF Serving writes its raw
+    bytes; bytes that are not UTF-8 cannot be JSON text, so they go out with U+FFFD in
+    place), numbers as a C-ordered array."""
     if array.dtype == object or array.dtype.kind == "S":
-        flat = [{"b64": base64.b64encode(bytes(v)).decode("ascii")} for v in array.reshape(-1)]
+        if key.endswith(contract.BYTES_SUFFIX):
+            flat = [{"b64": base64.b64encode(bytes(v)).decode("ascii")} for v in array.reshape(-1)]
+        else:
+            flat = [bytes(v).decode("utf-8", errors="replace") for v in array.reshape(-1)]
         return np.array(flat, dtype=object).reshape(array.shape).tolist()
     return np.ascontiguousarray(array)
 
@@ -182,13 +189,15 @@ def rest_predict(core, spec, body) -> dict:
     servable, signature, outputs = core.predict_arrays(spec, inputs)
     if row_format:
         if len(outputs) == 1:
-            return {"predictions": json_output(next(iter(outputs.values())))}
-        columns = {k: json_output(v) for k, v in outputs.items()}
+            ((key, value),) = outputs.items()
+            return {"predictions": json_output(value, key)}
+        columns = {k: json_output(v, k) for k, v in outputs.items()}
         rows = len(next(iter(columns.values())))
         return {"predictions": [{k: columns[k][i] for k in columns} for i in range(rows)]}
     if len(outputs) == 1:
-        return {"outputs": json_output(next(iter(outputs.values())))}
-    return {"outputs": {k: json_output(v) for k, v in outputs.items()}}
+        ((key, value),) = outputs.items()
+        return {"outputs": json_output(value, key)}
+    return {"outputs": {k: json_output(v, k) for k, v in outputs.items()}}
 
 
 def status_json(response) -> dict:

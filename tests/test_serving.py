@@ -4,6 +4,7 @@ One tiny DCGAN export per module; servers run in-process on free 127.0.0.1 ports
 (one subprocess test covers the CLI, the ready line and SIGTERM). Every wait is bounded.
 """
 
+import base64
 import concurrent.futures
 import io
 import json
@@ -249,6 +250,39 @@ def test_rest_png_is_b64_and_rest_client(served, client):
     assert c.generate(seeds=[1, 2]).shape == (2, 28, 28, 1)
     assert c.status()["model_version_status"][0]["state"] == "AVAILABLE"
     assert c.metadata() == client.metadata()
+
+
+def test_rest_png_bytes_is_b64_as_tf_serving_writes_it(served):
+    """TF Serving's REST API base64-encodes a string output only when its name ends in
+    `_bytes`: generate_png's `png_bytes` comes back as {"b64": ...} in both formats."""
+    for body, found in ((
+        {"signature_name": contract.GENERATE_PNG, "instances": [3]}, lambda b: b["predictions"][0]),
+        ({"signature_name": contract.GENERATE_PNG, "inputs": {contract.SEED: [3]}}, lambda b: b["outputs"][0]),
+    ):
+        code, answer = rest(served.rest_port, "/v1/models/gan:predict", body)
+        assert code == 200 and set(found(answer)) == {"b64"}
+        assert Image.open(io.BytesIO(base64.b64decode(found(answer)["b64"]))).format == "PNG"
+
+
+def test_a_contract_1_export_png_is_read_over_grpc_and_refused_clearly_over_rest(tmp_path, monkeypatch):
+    """Exports written before png_bytes name the output `png`: TF Serving's REST API sends it as
+    text (not `_bytes`), so the client reads it over gRPC and says what to do over REST."""
+    from gan_pkg import contract as contract_mod
+
+    monkeypatch.setattr(contract_mod, "PNG", contract_mod.LEGACY_PNG)
+    export_tiny(tmp_path)
+    monkeypatch.undo()
+    running = server_main.start(server_args(model_base_path=str(tmp_path / "gan")), log=quiet)
+    try:
+        with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0, timeout=30) as grpc_client:
+            (png,) = grpc_client.generate_png([1])
+        assert Image.open(io.BytesIO(png)).size == (28, 28)
+        code, answer = rest(running.rest_port, "/v1/models/gan:predict", {"signature_name": contract.GENERATE_PNG, "instances": [1]})
+        assert code == 200 and isinstance(answer["predictions"][0], str)  # text, as TF Serving writes it
+        with pytest.raises(client_mod.ServingError, match="export contract 1.*use gRPC, or re-export"):
+            client_mod.RestGeneratorClient(f"127.0.0.1:{running.rest_port}", retries=0).generate_png([1])
+    finally:
+        running.stop(grace=2)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from tiny import tiny
 from PIL import Image
 
 from gan_pkg import architectures, contract, export, session_loader
+from gan_pkg import config as config_lib
 
 REPO = Path(__file__).resolve().parent.parent
 PRESETS = ["dcgan-classcode", "dcgan", "conv", "mlp", "dist1d", "conv-tanh"]  # the default first
@@ -77,6 +78,47 @@ def test_every_signature_runs_under_the_session_loader_and_matches_the_python_lo
     # The same seed gives the same row whatever else is in the batch.
     alone = session_loader.SessionModel(version_dir).run(contract.GENERATE, {contract.SEED: seeds[1:2]})
     np.testing.assert_allclose(alone[key][0], served[contract.GENERATE][key][1], atol=1e-5)
+
+
+def stored_values(version_dir: Path) -> int:
+    """How many values the export's checkpoint holds: what TF Serving restores into memory."""
+    return sum(int(np.prod(shape)) for name, shape in tf.train.list_variables(str(version_dir / "variables" / "variables"))
+               if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+
+
+@pytest.mark.parametrize("preset", sorted(config_lib.PRESETS))
+def test_every_weight_is_stored_once(preset, tmp_path):
+    """keras-team/keras#23553: ExportArchive.track() beside the endpoints' captures stored every
+    weight twice. The checkpoint holds exactly the served generator's values (seed 000's DCGAN:
+    856,705), for every preset, an EMA generator's export and a conditional one's included."""
+    from gan_pkg.train import build_gan
+
+    config = config_lib.preset(preset) if preset == "dcgan" else tiny(preset, ema_decay=0.9 if preset == "dcgan-aux" else 0.0)
+    model = build_gan(config)
+    version_dir = export.export_model(model, config, tmp_path, "gan")
+    assert stored_values(version_dir) == model.inference_generator.count_params()
+    if preset == "dcgan":
+        assert stored_values(version_dir) == 856_705
+    if model.ema_generator is not None:
+        assert model.inference_generator is model.ema_generator
+
+
+def test_an_export_that_stores_weights_twice_still_loads_and_serves(tmp_path):
+    """What gan_pkg wrote before the fix (track() plus the endpoints): still served as it is."""
+    import keras
+
+    config = tiny("dcgan")
+    generator, _ = architectures.build(config)
+    endpoints = export._Endpoints(generator, config)
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    for name, (function, specs) in endpoints.signatures().items():
+        archive.add_endpoint(name, function, input_signature=specs)
+    archive.write_out(str(tmp_path / "old"), verbose=False)
+    assert stored_values(tmp_path / "old") == 2 * generator.count_params()
+    noise = np.random.default_rng(0).standard_normal((2, config.latent_dim)).astype(np.float32)
+    served = session_loader.SessionModel(tmp_path / "old").run(contract.SERVING_DEFAULT, {contract.NOISE: noise})[contract.IMAGES]
+    np.testing.assert_allclose(served, (np.asarray(generator(noise, training=False)) + 1) / 2, atol=1e-5)
 
 
 def test_the_check_process_never_imports_gan_pkg(tmp_path):
