@@ -18,7 +18,8 @@ from dataclasses import dataclass
 class GANConfig:
     preset: str = "dcgan"
     architecture: str = "dcgan"  # key into architectures.ARCHITECTURES
-    data: str = "mnist-sample"  # see data.load_dataset
+    data: str = "mnist-sample"  # see gan_pkg.data
+    holdout_data: str = ""  # TFRecord data only: where the held-out split comes from (TFX's eval_files); "": kept out of `data`
     seed: int = 0
 
     # What the generator maps from and to. For image presets `image_shape` is settled by

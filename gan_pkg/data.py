@@ -19,8 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 from gan_pkg import folders
+from gan_pkg import records as tfrecords
 from gan_pkg.config import GANConfig
-from gan_pkg.dataset import HOLDOUT_SEED, Data, DataError, Survey  # noqa: F401  (data's public surface)
+from gan_pkg.dataset import HOLDOUT_SEED, NAMED_SOURCES, Data, DataError, Survey, split  # noqa: F401  (data's public surface)
 
 NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # seed 003's target distribution
 # Seed 003 shows results every 200 steps; an epoch of 10 such stages keeps the
@@ -46,6 +47,8 @@ def to_unit_range(x, output_range):
 # -- sources ------------------------------------------------------------------
 def survey(config: GANConfig) -> Survey:
     """What `config.data` holds (image sources); raises DataError saying what is wrong."""
+    if tfrecords.is_tfrecord_source(config.data):
+        return tfrecords.survey_records(config)
     source = _image_source(config)
     if isinstance(source, Path) and source.is_dir():
         return folders.survey_folder(source)
@@ -72,8 +75,12 @@ def load(config: GANConfig) -> Data:
         if source != "normal1d":
             raise DataError(f"{source}: preset {config.preset!r} trains on 1-D vectors; use --data normal1d")
         return _normal1d(config)
-    source = _image_source(config)
-    if isinstance(source, Path) and source.is_dir():
+    if config.holdout_data and not tfrecords.is_tfrecord_source(config.data):
+        raise DataError(f"holdout_data ({config.holdout_data}) goes with TFRecord data (TFX's eval_files); {config.data} is split by gan_pkg itself")
+    source = None if tfrecords.is_tfrecord_source(config.data) else _image_source(config)
+    if source is None:
+        data = tfrecords.load_records(config)
+    elif isinstance(source, Path) and source.is_dir():
         data = folders.load_folder(source, config)
     else:
         arrays = _arrays(config)
@@ -82,7 +89,7 @@ def load(config: GANConfig) -> Data:
             holdout_labels = None if arrays.test_labels is None else arrays.test_labels[: config.holdout]
             data = Data(train, _fit_all(arrays.test_images[: config.holdout], config), arrays.labels, holdout_labels)
         else:
-            data = _split(train, arrays.labels, config.holdout)
+            data = split(train, arrays.labels, config.holdout)
         data.notes = arrays.notes
     if config.label_classes and data.train_labels is not None:
         _check_labels(data, config)
@@ -95,7 +102,6 @@ def load(config: GANConfig) -> Data:
     return data
 
 
-NAMED_SOURCES = ("mnist-sample", "mnist", "fashion-mnist", "cifar10")
 
 
 def _image_source(config: GANConfig) -> str | Path:
@@ -226,15 +232,6 @@ def _fit_all(images: np.ndarray, config: GANConfig) -> np.ndarray:
     from PIL import Image
 
     return np.stack([folders.fit_image(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), config) for image in images])
-
-
-def _split(images, labels, holdout: int) -> Data:
-    if len(images) <= holdout:
-        raise DataError(f"only {len(images)} examples: need more than the {holdout} held out for evaluation")
-    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(images))
-    keep, held = order[holdout:], order[:holdout]
-    pick = (lambda idx: labels[idx]) if labels is not None else (lambda idx: None)
-    return Data(images[keep], images[held], pick(keep), pick(held))
 
 
 def _normal1d(config: GANConfig) -> Data:

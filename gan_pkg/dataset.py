@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 
+NAMED_SOURCES = ("mnist-sample", "mnist", "fashion-mnist", "cifar10")  # --data names that are not paths
 HOLDOUT_SEED = 20240601  # fixed forever: the held-out split must not move between runs
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "grey")
 
@@ -65,3 +66,13 @@ def listing(names, most: int = 3) -> str:
     """Up to `most` names, then how many more."""
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def split(images, labels, holdout: int) -> Data:
+    """`holdout` examples kept out, chosen by the fixed seed: the same ones in every run."""
+    if len(images) <= holdout:
+        raise DataError(f"only {len(images)} examples: need more than the {holdout} held out for evaluation")
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(images))
+    keep, held = order[holdout:], order[:holdout]
+    pick = (lambda idx: labels[idx]) if labels is not None else (lambda idx: None)
+    return Data(images[keep], images[held], pick(keep), pick(held))

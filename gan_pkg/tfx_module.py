@@ -1,16 +1,20 @@
 """TFX Trainer/Tuner module conventions, without importing tfx.
 
-TFX calls `run_fn(fn_args)` and `tuner_fn(fn_args)` with an FnArgs object;
-any object with FnArgs' field names works here (tfx itself does not install
-beside TF 2.21). Field use:
+TFX calls `run_fn(fn_args)` (Trainer's GenericExecutor) and `tuner_fn(fn_args)` (Tuner)
+with an FnArgs object; any object with FnArgs' field names works here (tfx itself does
+not install beside TF 2.21: docs/TFX.md). Field use:
 
-- custom_config: {"preset": name, "max_trials": n (tuner_fn), <any GANConfig field>: value}
-- train_files: [data]   (a .npz, an image folder or a dataset name; optional)
+- custom_config: {"preset": name, "max_trials": n (tuner_fn), <any GANConfig field>: value} (or None)
+- train_files: [pattern]: TFX's `<Examples>/Split-train/*` over ImportExampleGen's gzip
+  TFRecords of tf.Example (gan_pkg.records' spec), or anything `--data` takes
+- eval_files: [pattern]: TFX's `<Examples>/Split-eval/*`, the held-out split FID is
+  measured against (config.holdout_data); [] or None: held out of train_files' data
 - train_steps: training steps (optional); eval_steps: generated samples for FID
-- hyperparameters: a keras-tuner HyperParameters config dict (from the Tuner)
-- serving_model_dir: where the SavedModel is written (TFX's Pusher takes it)
-- model_run_dir: the training workdir (checkpoints, pictures, logs)
-- working_dir (tuner_fn): keras-tuner's directory
+- hyperparameters: the Tuner's best keras-tuner HyperParameters config dict, or None
+- serving_model_dir: where the SavedModel is written (`<Model>/Format-Serving`, Pusher's input)
+- model_run_dir: the training workdir (checkpoints, pictures, logs, config.json)
+- working_dir (tuner_fn): keras-tuner's directory (TFX gives a temporary folder)
+Other fields (schema_path, transform_graph_path, data_accessor, base_model, ...) are unused.
 """
 
 from __future__ import annotations
@@ -36,15 +40,29 @@ class TunerFnResult(NamedTuple):
 
 
 def base_config(fn_args) -> config_lib.GANConfig:
-    """custom_config's preset and GANConfig fields, then train_files and train_steps.
+    """custom_config's preset and GANConfig fields, then train_files, eval_files and train_steps.
     Keys this module reads itself (TUNER_KEYS) are not config fields."""
     custom = dict(getattr(fn_args, "custom_config", None) or {})
     preset = custom.pop("preset", config_lib.DEFAULT_PRESET)
     values = {key: value for key, value in custom.items() if key not in TUNER_KEYS}
-    train_files = getattr(fn_args, "train_files", None)
-    if train_files:
-        values["data"] = train_files[0] if isinstance(train_files, (list, tuple)) else train_files
+    values |= data_values(fn_args)
     return config_lib.GANConfig.resolve(preset, values, steps=getattr(fn_args, "train_steps", None) or None)
+
+
+def data_values(fn_args) -> dict:
+    """train_files' pattern as `data` and eval_files' as `holdout_data`. TFX gives one pattern
+    per split (train_args/eval_args name the splits); several would be silently dropped, so
+    they are refused."""
+    values = {}
+    for field, key in (("train_files", "data"), ("eval_files", "holdout_data")):
+        patterns = getattr(fn_args, field, None) or []
+        patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+        if len(patterns) > 1:
+            raise ValueError(f"{field}: {len(patterns)} patterns ({', '.join(patterns)}); gan_pkg trains on one split "
+                             "and holds out one: give train_args and eval_args one split each")
+        if patterns:
+            values[key] = patterns[0]
+    return values
 
 
 def _hypermodel(fn_args, runs_dir) -> hypermodel.GANHyperModel:

@@ -1,8 +1,13 @@
 """keras-tuner search, TFX-style run_fn/tuner_fn, and the blessing push."""
 
+import collections
 import csv
+import dataclasses
 import json
 import math
+import os
+import shutil
+import time
 import types
 
 import pytest
@@ -125,3 +130,163 @@ def test_search_bad_flags_exit_2_with_one_line(tmp_path, flags, message):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "t").exists()
+
+
+# -- TFX 1.21's executors, field by field (tfx itself does not install beside TF 2.21) ---------
+DataAccessor = collections.namedtuple("DataAccessor", "tf_dataset_factory record_batch_factory data_view_decode_fn")
+
+
+@dataclasses.dataclass
+class FnArgs:
+    """tfx.components.trainer.fn_args_utils.FnArgs: every field, None unless an executor sets it."""
+
+    working_dir: str | None = None
+    train_files: list | None = None
+    eval_files: list | None = None
+    train_steps: int | None = None
+    eval_steps: int | None = None
+    schema_path: str | None = None
+    schema_file: str | None = None
+    transform_graph_path: str | None = None
+    transform_output: str | None = None
+    data_accessor: DataAccessor | None = None
+    serving_model_dir: str | None = None
+    eval_model_dir: str | None = None
+    model_run_dir: str | None = None
+    base_model: str | None = None
+    hyperparameters: dict | None = None
+    custom_config: dict | None = None
+
+
+def _unavailable(*args, **kwargs):
+    raise AssertionError("the module reads the files itself; tfx_bsl's data accessor is not available here")
+
+
+def common_fn_args(examples, custom_config, train_steps=0, eval_steps=0, working_dir=None) -> FnArgs:
+    """get_common_fn_args: one io_utils.all_files_pattern per split uri (train_args/eval_args
+    default to the 'train' and 'eval' splits), custom_config through JSON (exec_properties),
+    num_steps 0 as None, no schema, transform graph or base model."""
+    return FnArgs(
+        working_dir=working_dir,
+        train_files=[os.path.join(str(examples), "Split-train", "*")],
+        eval_files=[os.path.join(str(examples), "Split-eval", "*")],
+        train_steps=train_steps or None, eval_steps=eval_steps or None,
+        data_accessor=DataAccessor(_unavailable, _unavailable, None),
+        custom_config=json.loads(json.dumps(custom_config)),
+    )
+
+
+def test_fn_args_with_several_split_patterns_are_refused_not_dropped(tmp_path):
+    args = common_fn_args(tmp_path, {"preset": DEFAULT})
+    args.train_files.append(os.path.join(str(tmp_path), "Split-extra", "*"))
+    with pytest.raises(ValueError, match="train_files: 2 patterns .*give train_args and eval_args one split each"):
+        tfx_module.base_config(args)
+    args.train_files.pop()
+    assert {k: getattr(tfx_module.base_config(args), k) for k in ("data", "holdout_data")} == {
+        "data": f"{tmp_path}/Split-train/*", "holdout_data": f"{tmp_path}/Split-eval/*"}
+
+
+def trainer_fn_args(root, examples, custom_config, train_steps, eval_steps, best_hyperparameters_file=None) -> FnArgs:
+    """GenericExecutor._GetFnArgs: the Model artifact's Format-Serving and Format-TFMA, the
+    ModelRun artifact (a new folder per execution; the launcher creates output uris), and the
+    Tuner's best_hyperparameters.txt read with json.loads."""
+    model, model_run = root / "Trainer" / "model" / "7", root / "Trainer" / "model_run" / "7"
+    model.mkdir(parents=True)
+    model_run.mkdir(parents=True)
+    args = common_fn_args(examples, custom_config, train_steps, eval_steps)
+    args.transform_output = args.transform_graph_path
+    args.serving_model_dir = str(model / "Format-Serving")
+    args.eval_model_dir = str(model / "Format-TFMA")
+    args.model_run_dir = str(model_run)
+    args.schema_file = args.schema_path
+    args.hyperparameters = json.loads(best_hyperparameters_file.read_text()) if best_hyperparameters_file else None
+    return args
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """ImportExampleGen over the writer's records -> Tuner (tuner_fn, one trial) -> its best
+    hyperparameters, g_filters set to the choice the trial did not try -> Trainer (run_fn)."""
+    from gan_pkg import tfrecords
+    from gan_pkg.plan import plan
+    from gan_pkg.shapes import shapes_folder
+
+    root = tmp_path_factory.mktemp("pipeline")
+    examples = root / "ImportExampleGen" / "examples" / "3"
+    shapes = shapes_folder(root / "shapes", 32, 20)  # 40 labelled RGB images: 32 in Split-train, 8 in Split-eval
+    assert tfrecords.main(["--data", str(shapes), str(examples)]) == 0
+    written = plan(config_lib.GANConfig.resolve("mlp", {"data": str(shapes)}), log=lambda *_: None).data  # what the writer wrote
+    custom = {"preset": DEFAULT, "max_trials": 1, **tiny_values(DEFAULT)}
+    tuner_args = common_fn_args(examples, custom, train_steps=2, eval_steps=100, working_dir=str(root / "Tuner" / ".temp" / "5"))
+    searched = tfx_module.tuner_fn(tuner_args)
+    searched.tuner.search(**searched.fit_kwargs)  # what the Tuner executor does with the result
+    best = searched.tuner.get_best_hyperparameters()[0].get_config()
+    (choice,) = set(next(hp for hp in best["space"] if hp["config"]["name"] == "g_filters")["config"]["values"]) - {best["values"]["g_filters"]}
+    best["values"]["g_filters"] = choice
+    best_file = root / "Tuner" / "best_hyperparameters" / "5" / "best_hyperparameters.txt"
+    best_file.parent.mkdir(parents=True)
+    best_file.write_text(json.dumps(best))
+    trainer_args = trainer_fn_args(root, examples, {k: v for k, v in custom.items() if k != "max_trials"}, 4, 100, best_file)
+    tfx_module.run_fn(trainer_args)
+    return types.SimpleNamespace(root=root, tuner=searched.tuner, tuner_args=tuner_args, trainer_args=trainer_args,
+                                 g_filters=choice, written=written)
+
+
+def test_tuner_fn_searches_the_tfrecords_tfx_hands_it(pipeline):
+    tuner = pipeline.tuner
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "COMPLETED" and math.isfinite(trial.metrics.get_last_value("val_fid"))
+    assert (tuner.hypermodel.base.data, tuner.hypermodel.base.holdout_data) == tuple(pipeline.tuner_args.train_files + pipeline.tuner_args.eval_files)
+    assert tuner.hypermodel.base.aux_classes == 2  # the class head: labels read from the records
+    data, written = tuner.hypermodel.data, pipeline.written
+    for field in ("train", "holdout", "train_labels", "holdout_labels"):  # trained on Split-train, scored against Split-eval
+        assert (getattr(data, field) == getattr(written, field)).all(), field
+    assert str(tuner.directory).startswith(pipeline.tuner_args.working_dir)
+
+
+def test_run_fn_trains_the_tuners_best_hyperparameters_against_eval_files(pipeline):
+    from gan_pkg import runs
+    from gan_pkg.plan import plan
+
+    args = pipeline.trainer_args
+    trained = runs.saved_config(args.model_run_dir)
+    assert trained.g_filters[0] == pipeline.g_filters != tfx_module.base_config(args).g_filters[0]
+    assert (trained.data, trained.holdout_data, trained.steps) == (args.train_files[0], args.eval_files[0], 4)
+    assert trained.holdout == len(pipeline.written.holdout) == 8  # every eval record is held out, none trained on
+    assert plan(trained, log=lambda *_: None).data.holdout.tobytes() == pipeline.written.holdout.tobytes()
+    exported = json.loads((pipeline.root / "Trainer" / "model" / "7" / "Format-Serving" / "assets.extra" / "gan_pkg.json").read_text())
+    assert exported["config"] == json.loads(trained.to_json())
+
+
+def test_run_fns_export_runs_under_tf_servings_loader(pipeline):
+    import numpy as np
+
+    from gan_pkg import contract, session_loader
+
+    noise = np.random.default_rng(0).standard_normal((3, 100)).astype(np.float32)
+    outputs = session_loader.check_in_fresh_process(pipeline.trainer_args.serving_model_dir,
+                                                    {contract.SERVING_DEFAULT: {contract.NOISE: noise}})
+    images = outputs[contract.SERVING_DEFAULT][contract.IMAGES]
+    assert images.shape == (3, 32, 32, 3) and np.isfinite(images).all() and 0 <= images.min() <= images.max() <= 1
+
+
+def test_a_version_pushed_as_tfxs_pusher_names_it_is_served(pipeline, tmp_path):
+    """Pusher copies Format-Serving into <base_directory>/<int(time.time())>: the embedded server serves it."""
+    import io
+
+    from PIL import Image
+
+    from serving import client as client_mod, main as server_main
+    from serving_helpers import quiet, server_args
+
+    version = tmp_path / "serving_models" / "gan" / str(int(time.time()))
+    shutil.copytree(pipeline.trainer_args.serving_model_dir, version)
+    running = server_main.start(server_args(model_base_path=str(version.parent)), log=quiet)
+    try:
+        with client_mod.GeneratorClient(f"127.0.0.1:{running.grpc_port}", retries=0, timeout=60) as client:
+            pictures = [Image.open(io.BytesIO(png)) for png in client.generate_png([1, 2])]
+            assert [(p.size, p.mode) for p in pictures] == [((32, 32), "RGB")] * 2
+            assert client.generate(seeds=[1, 2, 3]).shape == (3, 32, 32, 3)
+            assert [s["version"] for s in client.status()["model_version_status"]] == [version.name]
+    finally:
+        running.stop(grace=2)
