@@ -300,23 +300,22 @@ PRESETS: dict[str, GANConfig] = {
     ),
     # Seed 000's DCGAN, the served generator unchanged (856,705 parameters, noise in), with a
     # class head in D that learns the training labels; G is trained to make fakes that head reads
-    # confidently as one digit, every digit equally often. Two seeds each on an AVX2 EPYC:
-    # FID 10.7-10.9 against `dcgan`'s 15.1-15.2 (docs/BENCHMARKS.md B8); superseded by the
-    # default. Data without labels trains it without the head (gan_pkg.plan).
+    # confidently as one digit, every digit equally often. Better than `dcgan` in the runs
+    # measured (docs/BENCHMARKS.md B8); superseded by the default. Data without labels trains
+    # it without the head (gan_pkg.plan).
     "dcgan-aux": dataclasses.replace(DCGAN, preset="dcgan-aux", aux_class_weight=1.0, aux_classes=10),
     # The default. Seed 000's DCGAN trained as a class-conditional GAN whose label hides in the
     # noise (gan_pkg/class_code.py): the served generator is seed 000's (856,705 parameters,
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
-    # (projection and class head). At `dcgan`'s 3,014 steps: FID 2.2-3.1 (five runs) against
-    # `dcgan`'s 15.1 on an AVX2 EPYC, but precision and recall >= 0.8 together in only two of
-    # seven runs (docs/BENCHMARKS.md B9-B11); at 5,000 steps, in two of three full runs and five
-    # of six looks in all (B12). Data without labels trains plain seed 000 (one line says so).
+    # (projection and class head). Far ahead of `dcgan` at `dcgan`'s budget, and trained for
+    # 5,000 steps because precision and recall held together more often there than at 3,000
+    # (docs/BENCHMARKS.md B9-B12). Data without labels trains plain seed 000 (one line says so).
     "dcgan-classcode": dataclasses.replace(
         DCGAN, preset="dcgan-classcode", aux_class_weight=1.0, aux_classes=10, noise_class_code=True, steps=5000
     ),
     # Seed 000's DCGAN conditioned on the digit: the label joins G's noise and D's projection
-    # head; AC-GAN's class loss beside the projection took label accuracy from 0.940 to 0.971
-    # and FID from 2.84 to 2.53 (docs/BENCHMARKS.md, B5).
+    # head; AC-GAN's class loss beside the projection raised label accuracy and lowered FID
+    # (docs/BENCHMARKS.md, B5).
     "cdcgan": dataclasses.replace(DCGAN, preset="cdcgan", num_classes=10, aux_class_weight=1.0),
     # Seed 001: the book's configurable conv GAN, every per-layer list a field.
     "conv": dataclasses.replace(
@@ -409,8 +408,7 @@ PRESETS: dict[str, GANConfig] = {
 
 
 # What `python -m gan_pkg.fit` trains without --preset: seed 000's networks with the class
-# code and 5,000 steps: FID 2.1-2.7 over three full runs, against seed 000's recipe's 15.1 at its
-# 3,000 (docs/BENCHMARKS.md B9-B12).
+# code and 5,000 steps, well ahead of seed 000's own recipe (docs/BENCHMARKS.md B9-B12).
 DEFAULT_PRESET = "dcgan-classcode"
 
 

@@ -50,7 +50,7 @@ class Survey:
         return min(min(size) for size in self.sizes)
 
     def describe(self) -> str:
-        """e.g. '600 images, 64×64 RGB' or '40 images, 30×40 to 128×96 (mixed sizes), grey and colour'."""
+        """e.g. '600 images, 64×64 RGB' or '40 images, 30×40 to 128×96 (mixed sizes) RGB and grey'."""
         (w0, h0), (w1, h1) = self.sizes[0], self.sizes[-1]
         size = f"{w0}×{h0}" if len(self.sizes) == 1 else f"{w0}×{h0} to {w1}×{h1} (mixed sizes)"
         colours = {colour_name(mode) for mode in self.modes}

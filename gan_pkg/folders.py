@@ -97,10 +97,10 @@ def load_folder(path: Path, config: GANConfig) -> Data:
     shape = (len(files), *config.image_shape)
     streamed = math.prod(shape) > memory_budget()
     if streamed:
-        cached = _decoded_cache(path, files, config)
+        target = files_lib.cache_dir("decoded") / f"{_folder_key(path, files, config)}.npy"
+        cached = _decoded_cache(target, classes, config.holdout)
         if cached is not None:
             return cached
-        target = files_lib.cache_dir("decoded") / f"{_folder_key(path, files, config)}.npy"
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(f"{files_lib.TEMPORARY_PREFIX}{target.name}")
         images = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=shape)
@@ -126,7 +126,7 @@ def load_folder(path: Path, config: GANConfig) -> Data:
         os.replace(staging, target)
         files_lib.write_json(target.with_suffix(".json"), {"count": count, "labels": None if labels is None else labels.tolist(),
                                                            "unreadable": unreadable})
-        return _decoded_cache(path, files, config)
+        return _decoded_cache(target, classes, config.holdout)
     return _folder_data(images[:count], labels, classes, unreadable, config.holdout)
 
 
@@ -150,16 +150,14 @@ def _folder_key(path: Path, files: list, config: GANConfig) -> str:
     return digest.hexdigest()[:32]
 
 
-def _decoded_cache(path: Path, files: list, config: GANConfig) -> Data | None:
-    """The folder decoded by an earlier run (read-only memory map), or None."""
-    target = files_lib.cache_dir("decoded") / f"{_folder_key(path, files, config)}.npy"
+def _decoded_cache(target: Path, classes: tuple, holdout: int) -> Data | None:
+    """The folder decoded into `target` (by this run or an earlier one) as a read-only memory map, or None."""
     record = target.with_suffix(".json")
     if not (target.is_file() and record.is_file()):
         return None
     found = json.loads(record.read_text())
     images = np.load(target, mmap_mode="r")[: found["count"]]
     labels = None if found["labels"] is None else np.array(found["labels"], np.int64)
-    _, classes = folder_files(path)
-    data = _folder_data(images, labels, classes, found["unreadable"], config.holdout)
+    data = _folder_data(images, labels, classes, found["unreadable"], holdout)
     data.notes += (f"streamed from {target} (larger than a quarter of free memory)",)
     return data

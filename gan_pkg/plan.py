@@ -83,7 +83,7 @@ def _image_shape(config: GANConfig, found: Survey) -> tuple[tuple, str]:
         if side is None:
             raise DataError(
                 f"{config.data}: its images are {found.min_side} pixels on their short side, below the smallest side "
-                f"preset {config.preset!r} builds ({sizing.supported_sides_text(32).split(',')[0]}); pass --image-size to upscale them"
+                f"preset {config.preset!r} builds ({sizing.SMALLEST_SIDE}); pass --image-size to upscale them"
             )
         if side != found.min_side:
             note = f"{side} is the largest side preset {config.preset!r} builds up to {found.min_side} (--image-size to choose another)"

@@ -26,6 +26,7 @@ MAX_GRID = 8  # the generator's first feature map: 7x7 for digits, 8x8 for 32, 6
 MIN_GRID = 4
 MIN_DOUBLINGS = 2  # the seeds' generators double twice
 MIN_FILTERS = 16
+SMALLEST_SIDE = MIN_GRID * 2**MIN_DOUBLINGS
 CONV_FAMILIES = ("dcgan", "conv", "conv-tanh")
 
 

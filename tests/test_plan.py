@@ -43,7 +43,8 @@ def test_every_image_preset_builds_at_each_side_in_grey_and_colour(preset, side)
         config = sizing.sized(config_lib.preset(preset), (side, side, channels)).validated()
         generator, discriminator = architectures.build(config)
         assert generator.output_shape[1:] == (side, side, channels)
-        assert discriminator.input_shape[0 if config.drawn_classes else slice(None)][1:] == (side, side, channels)
+        image_input = discriminator.inputs[0]  # [image, label] when D is conditioned, else the image alone
+        assert tuple(image_input.shape[1:]) == (side, side, channels)
 
 
 def test_28px_grey_presets_stay_the_seeds_networks():
