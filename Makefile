@@ -16,10 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Train and export the default GAN (dcgan-classcode), score it, serve it, fetch 16 digits
-# over gRPC. Training gets 4 minutes of the default's 5,004 steps: about 3,000 where the CPU
-# has bfloat16 (AMX: `dcgan`, whose step costs about the same, ran 3,014 in 238 s), under a
-# fifth in float32 on AVX2-only CPUs (807-924 on the EPYC); `make demo` again resumes where it stopped.
+# Train and export the default GAN, score it, serve it, fetch 16 digits over gRPC. Training
+# gets a fixed 4 minutes so the demo ends soon on any CPU (what that buys per CPU type:
+# docs/BENCHMARKS.md, summary); `make demo` again resumes where it stopped.
 demo: $(STAMP)
 	$(PY) -m gan_pkg.fit --max-time 4m
 	$(PY) -m gan_pkg.evaluate --export export/gan
@@ -28,7 +27,7 @@ demo: $(STAMP)
 	  kill -TERM $$server; wait $$server; exit $$status
 
 # One pytest-xdist worker per core: most tests wait on tracing, subprocess start-up or
-# loopback I/O, so two workers on 2 cores took the suite from 13:56 to 9:29 here.
+# loopback I/O, which another worker fills.
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n auto --durations=15
 

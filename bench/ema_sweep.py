@@ -3,7 +3,7 @@
     python bench/ema_sweep.py [--preset dcgan-classcode] [--set seed=1 ...] [--steps N]
                               [--decays 0.99 0.995 0.999] [--probe-steps 3000 10000 ...]
 
-Trains as `python -m gan_pkg.fit` trains (gan_pkg.train.train: the same callbacks,
+Trains as `python -m gan_pkg.fit` trains (gan_pkg.training.train: the same callbacks,
 checkpoints and pictures, in a fresh `--workdir`) while keeping an exponential moving
 average of the generator's weights at each decay, with `ema_decay`'s warm-up and its
 standing batch-norm statistics. Averaging never feeds back into training, so one run
@@ -29,7 +29,7 @@ import tensorflow as tf  # noqa: E402
 from train_throughput import cpu_description  # noqa: E402  (bench/ is the script's directory)
 
 from gan_pkg import config as config_lib  # noqa: E402
-from gan_pkg import evaluate, runs, train  # noqa: E402
+from gan_pkg import evaluate, runs, training  # noqa: E402
 from gan_pkg.gan import update_ema  # noqa: E402
 from gan_pkg.plan import plan  # noqa: E402
 
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
 
     copies = EMACopies(args.decays, args.probe_steps or [config.steps], score)
     print(f"{config.preset} {config.steps} steps, seed {config.seed}, workdir {workdir}\n\n{HEADER}\n|---|---|" + "---:|" * len(COLUMNS), flush=True)
-    train.train(config, workdir, verbose=0, extra_callbacks=[copies], data=data)
+    training.train(config, workdir, verbose=0, extra_callbacks=[copies], data=data)
     return 0
 
 

@@ -37,12 +37,12 @@ def measure_one(shape: tuple, steps: int, batch_size: int) -> dict:
     import tensorflow as tf
 
     from gan_pkg import config as config_lib
-    from gan_pkg import runtime, sizing, train
+    from gan_pkg import runtime, sizing, training
 
     config = sizing.sized(config_lib.preset(config_lib.DEFAULT_PRESET), shape).replace(batch_size=batch_size).validated()
     precision = runtime.resolve_precision(config.precision)
     with runtime.dtype_policy(precision):
-        model = train.build_gan(config)
+        model = training.build_gan(config)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32))
     labels = tf.constant(rng.integers(0, config.label_classes or 1, batch_size).astype(np.int32))

@@ -1,13 +1,13 @@
-"""Time to quality: FID against training wall-clock, for the seeds' loop and any presets.
+"""Time to quality: FID against training wall-clock, for the tutorials' loop and any presets.
 
-    python bench/time_to_quality.py [--contenders seeds dcgan dcgan-classcode ...] [--budget 900] [--every 60]
+    python bench/time_to_quality.py [--contenders tutorial dcgan dcgan-classcode ...] [--budget 900] [--every 60]
 
 Each contender trains on the bundled MNIST sample from the same seed for
 `--budget` seconds of training (the clock stops while FID is measured); FID
 (the shipped classifier's features, `--num-samples` images from fixed noise vs
 the held-out split, as `python -m gan_pkg.evaluate` measures it) is taken every
 `--every` seconds, through the generator the preset exports (the EMA copy when
-it keeps one). A contender is `seeds` (seed 000's train_on_batch loop), a preset
+it keeps one). A contender is `tutorial` (tutorial 000's train_on_batch loop), a preset
 name, or a preset with changes: `dcgan:ema_decay=0.999,reuse_fakes=true`.
 Prints the CPU model and ISA flags, then for each contender the seconds to
 reach FID 20, 10, 5 and 3 (interpolated between probes) and its FID at the budget.
@@ -25,11 +25,11 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from train_throughput import SeedsLoop, cpu_description  # noqa: E402  (bench/ is the script's directory)
+from train_throughput import TutorialLoop, cpu_description  # noqa: E402  (bench/ is the script's directory)
 
 from gan_pkg import config as config_lib  # noqa: E402
 from gan_pkg import data as data_lib  # noqa: E402
-from gan_pkg import evaluate, runtime, train  # noqa: E402
+from gan_pkg import evaluate, runtime, training  # noqa: E402
 from gan_pkg.gan import sample_latent  # noqa: E402
 
 CHUNK_STEPS = 25  # steps between clock reads
@@ -37,10 +37,10 @@ TARGETS = (20.0, 10.0, 5.0, 3.0)
 
 
 def parse_contender(spec: str) -> tuple[str, config_lib.GANConfig]:
-    """"dcgan:ema_decay=0.999,reuse_fakes=true" -> (spec, config); "seeds" -> seed 000's recipe."""
+    """"dcgan:ema_decay=0.999,reuse_fakes=true" -> (spec, config); "tutorial" -> tutorial 000's recipe."""
     preset, _, changes = spec.partition(":")
     values = config_lib.parse_assignments(item for item in changes.split(",") if item)
-    return spec, config_lib.GANConfig.resolve("dcgan" if preset == "seeds" else preset, values)
+    return spec, config_lib.GANConfig.resolve("dcgan" if preset == "tutorial" else preset, values)
 
 
 class FIDProbe:
@@ -81,13 +81,13 @@ def seconds_to(curve, target: float):
 
 def run_contender(name, config, data, probe, budget, every):
     keras.utils.set_random_seed(config.seed)
-    if name == "seeds":
-        seeds = SeedsLoop(config, data_lib.scale_images(data.train, config.output_range).numpy())
-        seeds.run(2)
-        return race(name, seeds.run, lambda: seeds.generator, probe, budget, every), "float32"
+    if name == "tutorial":
+        loop = TutorialLoop(config, data_lib.scale_images(data.train, config.output_range).numpy())
+        loop.run(2)
+        return race(name, loop.run, lambda: loop.generator, probe, budget, every), "float32"
     precision = runtime.resolve_precision(config.precision)
     with runtime.dtype_policy(precision):
-        model = train.build_gan(config)
+        model = training.build_gan(config)
         batches = data_lib.training_dataset(data, config)
         fit = lambda n: model.fit(batches, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)  # noqa: E731
         fit(2)  # tracing (and XLA compilation), outside the race
@@ -102,7 +102,7 @@ def run_contender(name, config, data, probe, budget, every):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contenders", nargs="+", default=["seeds", "dcgan", config_lib.DEFAULT_PRESET], help="seeds, a preset, or preset:field=value,...")
+    parser.add_argument("--contenders", nargs="+", default=["tutorial", "dcgan", config_lib.DEFAULT_PRESET], help="tutorial (its train_on_batch loop), a preset, or preset:field=value,...")
     parser.add_argument("--budget", type=float, default=900.0, help="training seconds per contender")
     parser.add_argument("--every", type=float, default=60.0, help="seconds of training between FID probes")
     parser.add_argument("--num-samples", type=int, default=evaluate.DEFAULT_NUM_SAMPLES, help="generated images per FID probe")

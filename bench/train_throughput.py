@@ -1,4 +1,4 @@
-"""Training throughput of DCGAN: the seeds' loop vs GAN.fit variants, and FLOP/s vs peak.
+"""Training throughput of DCGAN: the tutorials' loop vs GAN.fit variants, and FLOP/s vs peak.
 
     python bench/train_throughput.py [--batch-sizes 32 256] [--repeats 3] [--steps 30] [--variants NAME ...] [--parts] [--threads INTRA INTER]
 
@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from gan_pkg import architectures, runtime, train  # noqa: E402
+from gan_pkg import architectures, runtime, training  # noqa: E402
 from gan_pkg import config as config_lib  # noqa: E402
 
 # -- analytic FLOPs -------------------------------------------------------------
@@ -83,18 +83,18 @@ def matmul_peak(dtype: tf.DType, n: int = 4096, repeats: int = 5) -> float:
     return 2 * n**3 / min(times)
 
 
-# -- the seeds' loop, reproduced ------------------------------------------------
+# -- the tutorials' loop, reproduced ------------------------------------------------
 
 
-class SeedsLoop:
+class TutorialLoop:
     """Seeds 000/004: generator.predict, discriminator.train_on_batch on real then
     fake, combined.train_on_batch, toggling discriminator.trainable per step (the
-    variant that trains the discriminator under Keras 3, as seed 000 does)."""
+    variant that trains the discriminator under Keras 3, as tutorial 000 does)."""
 
     def __init__(self, cfg, images):
         keras.mixed_precision.set_global_policy("float32")
         self.generator, body = architectures.build(cfg)
-        # The seeds' discriminator ends in a sigmoid; ours ends in a logit.
+        # The tutorials' discriminator ends in a sigmoid; ours ends in a logit.
         image = keras.Input(cfg.image_shape)
         self.discriminator = keras.Model(image, keras.layers.Activation("sigmoid")(body(image)))
         self.discriminator.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(2e-4, 0.5), metrics=["accuracy"])
@@ -133,7 +133,7 @@ class FusedFit:
     def __init__(self, cfg, images):
         self.policy = runtime.resolve_precision(cfg.precision)
         with runtime.dtype_policy(self.policy):
-            self.model = train.build_gan(cfg)
+            self.model = training.build_gan(cfg)
         self.dataset = (
             tf.data.Dataset.from_tensor_slices(images).repeat().batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         )
@@ -155,7 +155,7 @@ def _variant(precision: str, jit_compile: bool = False, **changes):
 
 
 VARIANTS = {
-    "seeds' loop (train_on_batch)": lambda cfg: cfg,
+    "tutorials' loop (train_on_batch)": lambda cfg: cfg,
     "GAN.fit dcgan (precision=auto, jit_compile=auto)": lambda cfg: cfg,
     "GAN.fit sndcgan": lambda cfg: config_lib.preset("sndcgan").replace(batch_size=cfg.batch_size),
     "GAN.fit float32": _variant("float32"),
@@ -174,7 +174,7 @@ def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray, varia
     configs = {name: VARIANTS[name](base) for name in variants}
     runners = {}
     for name, cfg in configs.items():
-        runners[name] = (SeedsLoop if name.startswith("seeds") else FusedFit)(cfg, images)
+        runners[name] = (TutorialLoop if name.startswith("tutorials") else FusedFit)(cfg, images)
         runners[name].run(max(3, steps // 5))  # warm-up: tracing, compilation, first allocations
     times = {name: [] for name in runners}
     for _ in range(repeats):
@@ -227,7 +227,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per repeat at batch 32 (scaled down for larger batches)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
-                        help="which rows to measure (the seeds' loop is always first: the ratios are against it)")
+                        help="which rows to measure (the tutorials' loop is always first: the ratios are against it)")
     parser.add_argument("--parts", action="store_true", help="also time the float32 step's parts (G forward, G and D forward+backward), with and without XLA")
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                         help="TF's intra-op and inter-op thread pools (default: TF's choice, one per core)")
@@ -235,7 +235,7 @@ def main() -> None:
     if args.threads:  # before the first op creates the pools
         tf.config.threading.set_intra_op_parallelism_threads(args.threads[0])
         tf.config.threading.set_inter_op_parallelism_threads(args.threads[1])
-    variants = [next(iter(VARIANTS))] + [v for v in args.variants if not v.startswith("seeds")]
+    variants = [next(iter(VARIANTS))] + [v for v in args.variants if not v.startswith("tutorials")]
 
     images = (np.random.default_rng(0).uniform(-1, 1, (2048, 28, 28, 1))).astype(np.float32)
     generator, discriminator = architectures.build(config_lib.preset("dcgan"))
@@ -247,7 +247,7 @@ def main() -> None:
     print(f"CPU: {cpu_description()}")
     print(f"analytic FLOPs per image per step: {flops[False] / 1e6:.1f} MFLOP (one G forward: {flops[True] / 1e6:.1f})")
     print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s\n")
-    print("| batch | variant | images/s | vs seeds' loop | GFLOP/s | % of matmul peak |")
+    print("| batch | variant | images/s | vs tutorials' loop | GFLOP/s | % of matmul peak |")
     print("|---:|---|---:|---:|---:|---:|")
     for batch in args.batch_sizes:
         steps = max(4, args.steps * 32 // batch)
@@ -256,7 +256,7 @@ def main() -> None:
         for row in rows:
             rate = batch / row["seconds_per_step"]
             gflops = rate * flops[row["reuse_fakes"]] / 1e9
-            if row["variant"].startswith("seeds"):
+            if row["variant"].startswith("tutorials"):
                 peak_text = "n/a"
             else:
                 peak = peaks["bfloat16" if row["precision"] == "mixed_bfloat16" else "float32"]

@@ -1,8 +1,8 @@
 """Registry: architecture name -> builder(config) -> (generator, discriminator).
 
-Each builder reproduces its seed's layer stack; sizes come from the config so
+Each builder reproduces its tutorial's layer stack; sizes come from the config so
 tuning can change them. Discriminators end in a linear unit (a logit): the
-seeds' final sigmoid lives in the loss instead, where it is numerically stable
+tutorials' final sigmoid lives in the loss instead, where it is numerically stable
 and where hinge/WGAN losses can do without it. Parameter counts are unchanged.
 Output layers run in float32 so mixed precision never reaches the images.
 
@@ -26,7 +26,7 @@ from gan_pkg.config import GANConfig
 
 
 def _activation(name: str) -> layers.Layer:
-    # Seeds 000 and 002 use LeakyReLU(0.2); Keras 3's layer default is 0.3.
+    # Tutorials 000 and 002 use LeakyReLU(0.2); Keras 3's layer default is 0.3.
     if name == "leaky_relu":
         return layers.LeakyReLU(negative_slope=0.2)
     return layers.Activation(name)
@@ -158,7 +158,7 @@ def _check_image_size(config: GANConfig, generator: keras.Model) -> None:
 
 
 def build_dcgan(config: GANConfig):
-    """Seed 000: UpSampling+Conv generator, strided-conv discriminator."""
+    """Tutorial 000: UpSampling+Conv generator, strided-conv discriminator."""
     inputs, z, label = _generator_inputs(config)
     x = layers.Dense(math.prod(config.g_initial_shape), activation="relu")(z)
     x = layers.Reshape(config.g_initial_shape)(x)
@@ -173,19 +173,19 @@ def build_dcgan(config: GANConfig):
     last = len(config.d_filters) - 1
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
         x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="same"))(x)
-        if x.shape[1] % 2 and 2 in config.d_strides[i + 1 :]:  # the seed pads 7x7 to 8x8 so the next stride-2 conv halves evenly
+        if x.shape[1] % 2 and 2 in config.d_strides[i + 1 :]:  # the tutorial pads 7x7 to 8x8 so the next stride-2 conv halves evenly
             x = layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
         x = _activation(config.d_activation)(x)
         if config.d_dropout:
             x = layers.Dropout(config.d_dropout)(x)
-        if config.d_bn_momentum and 0 < i < last:  # the seed normalises the middle blocks only
+        if config.d_bn_momentum and 0 < i < last:  # the tutorial normalises the middle blocks only
             x = _batch_norm(config, config.d_bn_momentum)(x)
     x = layers.Flatten()(x)
     return generator, _discriminator(config, image, x)
 
 
 def build_conv(config: GANConfig):
-    """Seed 001: the configurable conv GAN (every per-layer list is a field)."""
+    """Tutorial 001: the configurable conv GAN (every per-layer list is a field)."""
     init = keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
     inputs, z, label = _generator_inputs(config)
     x = layers.Dense(math.prod(config.g_initial_shape), kernel_initializer=init)(z)
@@ -213,7 +213,7 @@ def build_conv(config: GANConfig):
 
 
 def build_mlp(config: GANConfig):
-    """Seed 002: dense generator and discriminator on flattened images."""
+    """Tutorial 002: dense generator and discriminator on flattened images."""
     inputs, x, _ = _generator_inputs(config)  # no batch norm in this generator: the label enters at the input
     for units in config.g_filters:
         x = layers.Dense(units)(x)
@@ -228,14 +228,14 @@ def build_mlp(config: GANConfig):
     for i, units in enumerate(config.d_filters):
         x = _d_layer(config, layers.Dense(units))(x)
         x = _activation(config.d_activation)(x)
-        if config.d_dropout and i < last:  # the seed drops out after all but the last
+        if config.d_dropout and i < last:  # the tutorial drops out after all but the last
             x = layers.Dropout(config.d_dropout)(x)
     return generator, _discriminator(config, image, x)
 
 
 @keras.saving.register_keras_serializable(package="gan_pkg")
 class WithSquaredDeviation(layers.Layer):
-    """Seed 003's `add_decorate`: [x, (x - mean(x))^2], so D can judge spread."""
+    """Tutorial 003's `add_decorate`: [x, (x - mean(x))^2], so D can judge spread."""
 
     def call(self, x):
         deviation = keras.ops.square(x - keras.ops.mean(x, axis=-1, keepdims=True))
@@ -246,7 +246,7 @@ class WithSquaredDeviation(layers.Layer):
 
 
 def build_dist1d(config: GANConfig):
-    """Seed 003 section 7.2: per-element Conv1D(kernel 1) generator, dense D."""
+    """Tutorial 003 section 7.2: per-element Conv1D(kernel 1) generator, dense D."""
     (length,) = config.image_shape
     if config.latent_dim != length:
         raise ValueError(
@@ -271,7 +271,7 @@ def build_dist1d(config: GANConfig):
 
 
 def build_conv_tanh(config: GANConfig):
-    """Seed 003 section 7.3: tanh everywhere, MaxPooling discriminator."""
+    """Tutorial 003 section 7.3: tanh everywhere, MaxPooling discriminator."""
     inputs, x, label = _generator_inputs(config)
     for units in config.g_dense_units:
         x = layers.Dense(units, activation=config.g_activation)(x)
@@ -287,7 +287,7 @@ def build_conv_tanh(config: GANConfig):
     x = image
     last = len(config.d_filters) - 1
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
-        # The seed pads its first conv ("same") and not its last ("valid"); blocks added for larger images pad.
+        # The tutorial pads its first conv ("same") and not its last ("valid"); blocks added for larger images pad.
         x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="valid" if i == last and i > 0 else "same"))(x)
         x = _activation(config.d_activation)(x)
         x = layers.MaxPooling2D(2)(x)

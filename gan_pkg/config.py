@@ -1,4 +1,4 @@
-"""One frozen config for a whole run, with one preset per seed tutorial.
+"""One frozen config for a whole run, with one preset per tutorial.
 
 Every field is a plain JSON value (tuples become lists on the way out and come
 back as tuples), so a config round-trips through JSON, the checkpoint and the
@@ -14,96 +14,87 @@ import typing
 from dataclasses import dataclass
 
 
+def option(default, doc: str):
+    """A config field with its one-line user documentation (docs/CONFIG.md is generated from it)."""
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class GANConfig:
-    preset: str = "dcgan"
-    architecture: str = "dcgan"  # key into architectures.ARCHITECTURES
-    data: str = "mnist-sample"  # see gan_pkg.data
-    holdout_data: str = ""  # TFRecord data only: where the held-out split comes from (TFX's eval_files); "": kept out of `data`
-    seed: int = 0
+    # -- what is trained on what
+    preset: str = option("dcgan", "the preset this config started from (`--preset`)")
+    architecture: str = option("dcgan", "network family: dcgan | conv | mlp | dist1d | conv-tanh (gan_pkg.architectures)")
+    data: str = option("mnist-sample", "a named data set, an `.npz`, an image folder, TFRecords or `normal1d` (DATA.md)")
+    holdout_data: str = option("", "TFRecord data only: where the held-out split comes from (TFX's eval_files); empty: kept out of `data`")
+    seed: int = option(0, "RNG seed of the weights' initialisation, the noise and the data's shuffle")
 
-    # What the generator maps from and to. For image presets `image_shape` is settled by
-    # gan_pkg.plan before any model exists: `image_size` and `channels` when set, else the
-    # data's own (gan_pkg.sizing scales the architecture to it).
-    image_shape: tuple = (28, 28, 1)  # (length,) for 1-D presets
-    image_size: int = 0  # side of the square images trained; 0: from the data
-    channels: int = 0  # 1 (grayscale) or 3 (RGB); 0: from the data
-    resize: str = "center-crop"  # non-square or other-sized images: center-crop | stretch
-    class_names: tuple = ()  # names of the label values (an image folder's class subfolders); () = indices
-    latent_dim: int = 100
-    latent_distribution: str = "normal"  # "normal" (mean 0, std 1) or "uniform"
-    latent_range: tuple = (-1.0, 1.0)  # bounds of the uniform distribution
-    output_range: tuple = (-1.0, 1.0)  # range real data is scaled to; () = unscaled
-    # > 0: class-conditional on labels 0..num_classes-1 (image presets): G gets the label
-    # joined to its noise, D a projection head; the data must carry labels.
-    num_classes: int = 0
-    # > 0: D gets a class head that learns the real images' labels (AC-GAN's auxiliary
-    # classifier, Odena et al. 2017); the weight of D's and G's class losses. A conditional G
-    # is trained to make fakes the head reads as the label asked for; an unconditional one
-    # (`aux_classes` > 0) to make fakes it reads confidently as one class, every class
-    # equally often across a batch (the Inception-score objective under D's head: CatGAN,
-    # AM-GAN). Either way the served generator is unchanged; only training uses labels.
-    aux_class_weight: float = 0.0
-    aux_classes: int = 0  # unconditional presets: the classes of the data's labels that D's head learns
-    # Unconditional presets with `aux_classes`: a conditional GAN whose label hides in the noise.
-    # Each fake is drawn for a real batch's label by moving the largest of its noise's first
-    # `aux_classes` values to the label's position, D is conditioned on labels (projection) as
-    # cdcgan's is, and G's class loss is AC-GAN's cross-entropy. The served generator still
-    # takes noise only, and plain N(0, 1) noise falls in every class equally often.
-    noise_class_code: bool = False
+    # -- shapes: settled by gan_pkg.plan from the data before any model exists
+    image_shape: tuple = option((28, 28, 1), "what the generator makes: (H, W, C), or (length,) for 1-D presets; set by the plan")
+    image_size: int = option(0, "side of the square images trained (`--image-size`); 0: the data's, within the preset's supported sides")
+    channels: int = option(0, "1 (grey) or 3 (RGB) (`--channels`); 0: RGB when the data has colour")
+    resize: str = option("center-crop", "how other-sized images are fitted: center-crop | stretch (`--resize`)")
+    class_names: tuple = option((), "names of the label values (an image folder's class subfolders); empty: the indices")
+    latent_dim: int = option(100, "length of the noise vector the served generator takes")
+    latent_distribution: str = option("normal", "noise distribution: normal (mean 0, std 1) | uniform")
+    latent_range: tuple = option((-1.0, 1.0), "bounds of the uniform noise")
+    output_range: tuple = option((-1.0, 1.0), "range real data is scaled to (the generator's output range); empty: unscaled")
 
-    # Generator: dense to `g_initial_shape`, then one conv block per `g_filters`
-    # entry and an output conv with the image's channels; `g_kernel_sizes` and
-    # `g_upsample` have one entry per conv including the output one. For dense
-    # architectures `g_filters` are the hidden widths.
-    g_dense_units: tuple = ()  # dense layers before the projection (conv-tanh)
-    g_initial_shape: tuple = (7, 7, 128)
-    g_filters: tuple = (128, 64)
-    g_kernel_sizes: tuple = (3, 3, 3)
-    g_upsample: tuple = (2, 2, 1)  # per-conv UpSampling2D factor (1 = none)
-    g_bn_momentum: float = 0.8  # 0 disables batch norm
-    g_activation: str = "relu"
-    g_dropout: float = 0.0
+    # -- classes
+    num_classes: int = option(0, "> 0: class-conditional on labels 0..num_classes-1: G takes the label beside its noise, D a projection head (CONDITIONAL.md)")
+    aux_class_weight: float = option(0.0, "> 0: D gets a class head that learns the real images' labels (AC-GAN, Odena et al. 2017), weighted so in D's and G's losses")
+    aux_classes: int = option(0, "unconditional presets: the data's classes D's class head learns; G is trained to make fakes it reads confidently as one class, every class equally often")
+    noise_class_code: bool = option(False, "with aux_classes: each fake is drawn for a label coded as the argmax of its first aux_classes noise values; the served generator takes noise only (the default)")
 
-    # Discriminator: one conv block per filter entry (widths for dense ones).
-    d_filters: tuple = (32, 64, 128, 256)
-    d_kernel_sizes: tuple = (3, 3, 3, 3)
-    d_strides: tuple = (2, 2, 2, 1)
-    d_dense_units: tuple = ()  # dense layers after the convs (conv-tanh)
-    d_bn_momentum: float = 0.8
-    d_activation: str = "leaky_relu"
-    d_dropout: float = 0.25
+    # -- generator: dense to g_initial_shape, one conv block per g_filters entry, an output conv
+    g_dense_units: tuple = option((), "dense layers before the projection (conv-tanh)")
+    g_initial_shape: tuple = option((7, 7, 128), "the grid the noise is projected to")
+    g_filters: tuple = option((128, 64), "filters per conv block (hidden widths for dense architectures)")
+    g_kernel_sizes: tuple = option((3, 3, 3), "kernel size per conv, the output conv included")
+    g_upsample: tuple = option((2, 2, 1), "UpSampling2D factor per conv, the output conv included (1: none)")
+    g_bn_momentum: float = option(0.8, "batch-norm momentum (0: no batch norm)")
+    g_activation: str = option("relu", "hidden activation")
+    g_dropout: float = option(0.0, "dropout after each hidden block")
 
-    # Optimisation (seed 000: Adam(0.0002, 0.5) for both networks).
-    optimizer: str = "adam"  # adam | rmsprop | sgd
-    g_learning_rate: float = 2e-4
-    d_learning_rate: float = 2e-4
-    beta_1: float = 0.5
-    beta_2: float = 0.999
-    momentum: float = 0.0  # sgd / rmsprop momentum
-    nesterov: bool = False
-    loss: str = "bce"  # bce | hinge | wgan-gp
-    label_smoothing: float = 0.0  # one-sided: real target is 1 - label_smoothing
-    gp_weight: float = 10.0
-    d_steps: int = 1
-    reuse_fakes: bool = False  # one generator forward per step: the D step scores the G step's fakes
-    augment: str = ""  # DiffAugment policy for what D sees, e.g. "translation,cutout" (gan_pkg.augment)
-    d_spectral_norm: bool = False  # spectral normalisation of D's conv and dense kernels
-    lr_schedule: str = "constant"  # constant | linear | cosine: both learning rates decay to 0 over `steps`
-    ema_decay: float = 0.0  # > 0 keeps (and exports) an EMA of the generator
+    # -- discriminator: one conv block per d_filters entry (widths for dense ones)
+    d_filters: tuple = option((32, 64, 128, 256), "filters per conv block")
+    d_kernel_sizes: tuple = option((3, 3, 3, 3), "kernel size per conv block")
+    d_strides: tuple = option((2, 2, 2, 1), "stride per conv block")
+    d_dense_units: tuple = option((), "dense layers after the convs (conv-tanh)")
+    d_bn_momentum: float = option(0.8, "batch-norm momentum (0: no batch norm)")
+    d_activation: str = option("leaky_relu", "hidden activation")
+    d_dropout: float = option(0.25, "dropout after each block")
+    d_spectral_norm: bool = option(False, "spectral normalisation of D's conv and dense kernels (Miyato et al. 2018)")
 
-    # Budget (seed 004: 4,000 steps at batch 32).
-    batch_size: int = 32
-    steps: int = 3000  # the seeds' presets: about 4 minutes on a 2-core CPU in bfloat16
-    epochs: int = 0  # > 0 overrides `steps`: full passes over the training split
-    holdout: int = 500  # images kept out of training for evaluation
+    # -- optimisation (tutorial 000: Adam(0.0002, 0.5) for both networks)
+    optimizer: str = option("adam", "adam | rmsprop | sgd, for both networks")
+    g_learning_rate: float = option(2e-4, "the generator's learning rate")
+    d_learning_rate: float = option(2e-4, "the discriminator's learning rate")
+    beta_1: float = option(0.5, "Adam's beta_1")
+    beta_2: float = option(0.999, "Adam's beta_2")
+    momentum: float = option(0.0, "SGD / RMSprop momentum")
+    nesterov: bool = option(False, "Nesterov momentum (SGD)")
+    lr_schedule: str = option("constant", "constant | linear | cosine: both learning rates decay to 0 over `steps`")
 
-    # Execution.
-    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
-    # true | false | auto: XLA where it measured faster (float32 CPU steps), runtime.resolve_jit_compile
-    jit_compile: bool | str = "auto"
-    steps_per_execution: int = 1
-    strategy: str = "default"  # default | mirrored | multi-worker
+    # -- the training recipe
+    loss: str = option("bce", "bce (non-saturating) | hinge | wgan-gp (gan_pkg.losses)")
+    label_smoothing: float = option(0.0, "one-sided: D's target for real images is 1 - label_smoothing")
+    gp_weight: float = option(10.0, "wgan-gp's gradient-penalty weight")
+    d_steps: int = option(1, "discriminator updates per generator update")
+    reuse_fakes: bool = option(False, "one generator forward per step: the D step scores the G step's fakes")
+    augment: str = option("", "DiffAugment policy for what D sees, comma-separated: translation, cutout, color (Zhao et al. 2020)")
+    ema_decay: float = option(0.0, "> 0: keep an exponential moving average of the generator and export it (its batch-norm statistics re-measured each epoch)")
+
+    # -- budget
+    batch_size: int = option(32, "images per training step (global, across replicas)")
+    steps: int = option(3000, "training steps (`--steps`)")
+    epochs: int = option(0, "> 0: full passes over the training split instead of `steps` (`--epochs`)")
+    holdout: int = option(500, "images kept out of training for evaluation (FID's reference)")
+
+    # -- execution
+    precision: str = option("auto", "auto | float32 | mixed_bfloat16 | mixed_float16; auto: bfloat16 on CPUs that have it, float16 with loss scaling on GPUs")
+    jit_compile: bool | str = option("auto", "true | false | auto: XLA where it measured faster (float32 steps on a CPU; BENCHMARKS.md B2)")
+    steps_per_execution: int = option(1, "training steps per call into the compiled function")
+    strategy: str = option("default", "default | mirrored (every local GPU) | multi-worker (TF_CONFIG)")
 
     @property
     def is_image(self) -> bool:
@@ -281,9 +272,9 @@ def _number(text: str):
 DCGAN = GANConfig()
 
 PRESETS: dict[str, GANConfig] = {
-    # Seed 000 (param counts printed there), trained at seed 004's batch 32.
+    # Tutorial 000 (param counts printed there), trained at tutorial 004's batch 32.
     "dcgan": DCGAN,
-    # Seed 000's generator (856,705 parameters, as served) behind an SN-DCGAN discriminator
+    # Tutorial 000's generator (856,705 parameters, as served) behind an SN-DCGAN discriminator
     # (spectral norm, hinge loss, no batch norm or dropout: Miyato et al. 2018, Kurach et
     # al. 2019's "SNDCGAN"), an EMA generator and one generator forward per step: half the
     # time per step of `dcgan` and ahead of it for the first minutes, but not better at the
@@ -298,26 +289,26 @@ PRESETS: dict[str, GANConfig] = {
         ema_decay=0.999,
         reuse_fakes=True,
     ),
-    # Seed 000's DCGAN, the served generator unchanged (856,705 parameters, noise in), with a
+    # Tutorial 000's DCGAN, the served generator unchanged (856,705 parameters, noise in), with a
     # class head in D that learns the training labels; G is trained to make fakes that head reads
     # confidently as one digit, every digit equally often. Better than `dcgan` in the runs
     # measured (docs/BENCHMARKS.md B8); superseded by the default. Data without labels trains
     # it without the head (gan_pkg.plan).
     "dcgan-aux": dataclasses.replace(DCGAN, preset="dcgan-aux", aux_class_weight=1.0, aux_classes=10),
-    # The default. Seed 000's DCGAN trained as a class-conditional GAN whose label hides in the
-    # noise (gan_pkg/class_code.py): the served generator is seed 000's (856,705 parameters,
+    # The default. Tutorial 000's DCGAN trained as a class-conditional GAN whose label hides in the
+    # noise (gan_pkg/class_code.py): the served generator is tutorial 000's (856,705 parameters,
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
     # (projection and class head). Far ahead of `dcgan` at `dcgan`'s budget, and trained for
     # 5,000 steps because precision and recall held together more often there than at 3,000
-    # (docs/BENCHMARKS.md B9-B12). Data without labels trains plain seed 000 (one line says so).
+    # (docs/BENCHMARKS.md B9-B12). Data without labels trains plain tutorial 000 (one line says so).
     "dcgan-classcode": dataclasses.replace(
         DCGAN, preset="dcgan-classcode", aux_class_weight=1.0, aux_classes=10, noise_class_code=True, steps=5000
     ),
-    # Seed 000's DCGAN conditioned on the digit: the label joins G's noise and D's projection
+    # Tutorial 000's DCGAN conditioned on the digit: the label joins G's noise and D's projection
     # head; AC-GAN's class loss beside the projection raised label accuracy and lowered FID
     # (docs/BENCHMARKS.md, B5).
     "cdcgan": dataclasses.replace(DCGAN, preset="cdcgan", num_classes=10, aux_class_weight=1.0),
-    # Seed 001: the book's configurable conv GAN, every per-layer list a field.
+    # Tutorial 001: the book's configurable conv GAN, every per-layer list a field.
     "conv": dataclasses.replace(
         DCGAN,
         preset="conv",
@@ -334,11 +325,11 @@ PRESETS: dict[str, GANConfig] = {
         d_activation="relu",
         d_dropout=0.4,
         optimizer="rmsprop",
-        d_learning_rate=8e-4,  # the seed prints 0.008; the book it follows uses 0.0008
+        d_learning_rate=8e-4,  # the tutorial prints 0.008; the book it follows uses 0.0008
         g_learning_rate=4e-4,
         batch_size=64,
     ),
-    # Seed 002: dense 256-512-1024-784 / 1024-512-256, label smoothing 0.9.
+    # Tutorial 002: dense 256-512-1024-784 / 1024-512-256, label smoothing 0.9.
     "mlp": dataclasses.replace(
         DCGAN,
         preset="mlp",
@@ -352,7 +343,7 @@ PRESETS: dict[str, GANConfig] = {
         label_smoothing=0.1,
         batch_size=128,
     ),
-    # Seed 003 section 7.2: uniform [0, 1) noise to N(4, 1.25) vectors of 100.
+    # Tutorial 003 section 7.2: uniform [0, 1) noise to N(4, 1.25) vectors of 100.
     "dist1d": dataclasses.replace(
         DCGAN,
         preset="dist1d",
@@ -370,13 +361,13 @@ PRESETS: dict[str, GANConfig] = {
         d_dropout=0.0,
         beta_1=0.9,
         batch_size=1,
-        steps=40000,  # 200 stages of 200 epochs in the seed
-        # Ours, not the seed's: at batch 1 the generator's mean swings between
+        steps=40000,  # 200 stages of 200 epochs in the tutorial
+        # Ours, not the tutorial's: at batch 1 the generator's mean swings between
         # about 3.5 and 5.5 from epoch to epoch; the EMA copy stays within 3.8-4.4.
         ema_decay=0.999,
         precision="float32",
     ),
-    # Seed 003 section 7.3: tanh conv GAN, MaxPooling discriminator, SGD nesterov.
+    # Tutorial 003 section 7.3: tanh conv GAN, MaxPooling discriminator, SGD nesterov.
     "conv-tanh": dataclasses.replace(
         DCGAN,
         preset="conv-tanh",
@@ -407,8 +398,8 @@ PRESETS: dict[str, GANConfig] = {
 }
 
 
-# What `python -m gan_pkg.fit` trains without --preset: seed 000's networks with the class
-# code and 5,000 steps, well ahead of seed 000's own recipe (docs/BENCHMARKS.md B9-B12).
+# What `python -m gan_pkg.fit` trains without --preset: tutorial 000's networks with the class
+# code and 5,000 steps, well ahead of tutorial 000's own recipe (docs/BENCHMARKS.md B9-B12).
 DEFAULT_PRESET = "dcgan-classcode"
 
 

@@ -23,8 +23,8 @@ from gan_pkg import records as tfrecords
 from gan_pkg.config import GANConfig
 from gan_pkg.dataset import HOLDOUT_SEED, NAMED_SOURCES, Data, DataError, Survey, split  # noqa: F401  (data's public surface)
 
-NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # seed 003's target distribution
-# Seed 003 shows results every 200 steps; an epoch of 10 such stages keeps the
+NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # tutorial 003's target distribution
+# Tutorial 003 shows results every 200 steps; an epoch of 10 such stages keeps the
 # per-epoch pictures and checkpoints from costing more than the training.
 NORMAL1D_STEPS_PER_EPOCH = 2000
 

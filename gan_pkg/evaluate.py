@@ -365,7 +365,7 @@ def format_markdown(result: dict, source: str) -> str:
         lines.append(f"No FID, KID, precision or recall: {result['features_missing']}.")
     if "memorization_threshold" in result:
         lines.append(
-            "Nearest-train L1 (seed 001's l1_compare_images): its floor is the held-out images' distance to the "
+            "Nearest-train L1 (tutorial 001's l1_compare_images): its floor is the held-out images' distance to the "
             f"training set; 'closer than real' counts samples under {result['memorization_threshold']:.4f}, "
             "the 5% quantile of that."
         )

@@ -268,8 +268,16 @@ def export_generator(
     return add_version(Path(export_base) / model_name, write)
 
 
-def export_model(result_model, config: GANConfig, export_base, model_name, evaluation=None, workdir=None) -> Path:
-    """Export a trained GAN (its EMA generator when it keeps one); `workdir`: its run's."""
+def export_model(
+    result_model,
+    config: GANConfig,
+    export_base: str | os.PathLike = contract.DEFAULT_EXPORT_BASE,
+    model_name: str = contract.DEFAULT_MODEL_NAME,
+    evaluation: dict | None = None,
+    workdir: str | os.PathLike | None = None,
+) -> Path:
+    """Export a trained GAN (its EMA generator when it keeps one) as `<export_base>/<model_name>`'s
+    next version and return that version's folder; `workdir`: its run's (for its feature classifier)."""
     step = int(result_model.g_optimizer.iterations.numpy())
     return export_generator(result_model.inference_generator, config, export_base, model_name, step, evaluation, workdir)
 

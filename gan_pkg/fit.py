@@ -1,6 +1,6 @@
 """python -m gan_pkg.fit: train a preset and export its generator.
 
-Only argument parsing lives here; the work is `train.train(config, workdir)`
+Only argument parsing lives here; the work is `training.train(config, workdir)`
 and `export.export_model`. Errors the user can fix print one line and exit 2.
 """
 
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         print(cfg.to_json())
         return 0
     import_tensorflow_quietly()  # after the flags are good: a typo answers at once
-    from gan_pkg import callbacks, export, train
+    from gan_pkg import callbacks, export, training
     from gan_pkg.plan import plan
 
     workdir = args.workdir or os.path.join("runs", cfg.preset)
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     try:
         planned = plan(cfg)
         cfg = planned.config
-        result = train.train(cfg, workdir, val_fid_every=args.val_fid_every, max_seconds=args.max_seconds, data=planned.data)
+        result = training.train(cfg, workdir, val_fid_every=args.val_fid_every, max_seconds=args.max_seconds, data=planned.data)
     except (ValueError, OSError, callbacks.TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if not isinstance(error, callbacks.TrainingDiverged) else 1

@@ -3,8 +3,8 @@
 Shaped after keras-io's `dcgan_overriding_train_step`: generator and
 discriminator are injected, `compile` takes one optimizer each, and
 `train_step` owns both updates, so nothing toggles `trainable` and no NumPy or
-`train_on_batch` sits in the loop (under Keras 3 the seeds' `trainable` toggling
-leaves the discriminator untrained or trains at half speed: README, "Presets").
+`train_on_batch` sits in the loop (under Keras 3 the tutorials' `trainable` toggling
+leaves the discriminator untrained or trains at half speed: docs/PRESETS.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """keras-tuner HyperModel: hyperparameters -> GANConfig -> trained GAN -> val_fid.
 
 `build(hp)` maps the searched values onto the preset's config and builds the
-GAN; `fit(hp, model, ...)` trains it with `train.train` (keras-tuner's own
+GAN; `fit(hp, model, ...)` trains it with `training.train` (keras-tuner's own
 callbacks ride along) and returns `val_fid` measured by the package's
 evaluator, the objective keras-tuner minimises.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras_tuner as kt
 
-from gan_pkg import evaluate, features, runtime, train
+from gan_pkg import evaluate, features, runtime, training
 from gan_pkg.config import LR_SCHEDULES, GANConfig
 
 # The recipe options --tune-recipe searches (image presets): DiffAugment policies, spectral
@@ -77,7 +77,7 @@ class GANHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters):
         config = self.config_for(hp)
         with runtime.dtype_policy(runtime.resolve_precision(config.precision)):
-            return train.build_gan(config)
+            return training.build_gan(config)
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=(), verbose=1, **kwargs):
         """Train and score one trial. Hyperband passes epochs/initial_epoch and
@@ -89,7 +89,7 @@ class GANHyperModel(kt.HyperModel):
         workdir = tempfile.mkdtemp(prefix="trial-", dir=self.runs_dir)
         started = time.monotonic()
         # verbose=None: train() picks a live bar on a terminal, a line per epoch in logs.
-        result = train.train(config, workdir, verbose=None if verbose else 0, extra_callbacks=list(callbacks), model=model, data=self.data)
+        result = training.train(config, workdir, verbose=None if verbose else 0, extra_callbacks=list(callbacks), model=model, data=self.data)
         scores = evaluate.evaluate_generator(
             evaluate.keras_sample_fn(result.model.inference_generator, config),
             config,

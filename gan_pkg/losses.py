@@ -1,7 +1,7 @@
 """Small pure GAN losses on discriminator logits.
 
 Each loss is a pair `(d_loss(real, fake), g_loss(fake))`. The discriminator
-loss is the mean over real and fake, the figure the seeds print as d_loss.
+loss is the mean over real and fake, the figure the tutorials print as d_loss.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Sample-quality metrics: small pure functions on NumPy arrays.
 
 FID, KID (unbiased, with a standard error), classifier score, k-NN
-precision/recall, mode coverage, memorization (seed 001's mean-L1 distance to
+precision/recall, mode coverage, memorization (tutorial 001's mean-L1 distance to
 the nearest training image) and, for 1-D samples, mean/std/KS. No TensorFlow.
 """
 
@@ -17,7 +17,7 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 250
 PR_K = 3
 MODE_THRESHOLD = 0.05
-NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # seed 003's target (also gan_pkg.data)
+NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # tutorial 003's target (also gan_pkg.data)
 
 
 def _mean_cov(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +135,7 @@ def mode_coverage(probs: np.ndarray, threshold: float = MODE_THRESHOLD) -> dict:
 
 def nearest_l1(samples: np.ndarray, train_images: np.ndarray, chunk: int = 250, train_chunk: int = 4096) -> np.ndarray:
     """Each sample's mean absolute pixel difference to its nearest training image
-    (seed 001's l1_compare_images, minimised over the training set). uint8 images
+    (tutorial 001's l1_compare_images, minimised over the training set). uint8 images
     count as pixel / 255, as samples in [0, 1] do; the training set is read
     `train_chunk` images at a time, so a memory-mapped one is never held whole."""
     def as_unit(images):

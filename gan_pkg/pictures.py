@@ -79,7 +79,7 @@ def save_loss_curve(history_csv: Path, path: Path, x_label: str = "step") -> Pat
 
 
 def save_histograms(real: np.ndarray, generated: np.ndarray, noise: np.ndarray, path: Path, title: str = "") -> Path:
-    """Seed 003's picture: step histograms of real, generated and input values."""
+    """Tutorial 003's picture: step histograms of real, generated and input values."""
     plt = _pyplot()
     fig, axis = plt.subplots(figsize=(6, 3.6))
     series = ((real, "Real"), (generated, "Generated"), (noise, "Input"))

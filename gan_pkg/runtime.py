@@ -42,11 +42,10 @@ def resolve_precision(precision: str) -> str:
 
 
 def resolve_jit_compile(jit_compile, precision: str, strategy: str = "default") -> bool:
-    """`auto`: XLA where it measured faster. On a CPU training in float32 (no bfloat16
-    hardware) XLA's fused kernels ran the step 1.3-1.5x faster (AVX2-only EPYC); on AMX
-    Xeons oneDNN's bfloat16 kernels beat XLA (0.4-0.8x), so bfloat16 runs go without it,
-    as do GPUs (Keras' own `auto` is on there; unmeasured here) and multi-device
-    strategies (unmeasured)."""
+    """`auto`: XLA where it measured faster (docs/BENCHMARKS.md B2). On a CPU training in
+    float32 (no bfloat16 hardware) XLA's fused kernels win; in bfloat16 oneDNN's kernels
+    beat XLA, so bfloat16 runs go without it, as do GPUs (Keras' own `auto` is on there;
+    unmeasured here) and multi-device strategies (unmeasured)."""
     if jit_compile != "auto":
         return bool(jit_compile)
     if strategy != "default" or tf.config.list_physical_devices("GPU"):

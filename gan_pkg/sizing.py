@@ -1,6 +1,6 @@
 """A preset's networks at another image size: each scales within its own family.
 
-The seeds' networks are drawn for 28x28 digits: a dense layer to a 7x7 grid, two
+The tutorials' networks are drawn for 28x28 digits: a dense layer to a 7x7 grid, two
 doublings in the generator, two or three halvings in the discriminator. At another
 side the grid and the number of doublings change, and nothing else:
 
@@ -12,7 +12,7 @@ side the grid and the number of doublings change, and nothing else:
   conv-tanh family halves by pooling after every conv, so its stride stays 1).
 
 A config whose generator already makes the asked-for side is left as it is, so a
-user's own layer lists are never rewritten, and 28x28 presets stay the seeds'.
+user's own layer lists are never rewritten, and 28x28 presets stay the tutorials'.
 Dense (mlp) and 1-D presets need nothing but the shape.
 """
 
@@ -24,7 +24,7 @@ from gan_pkg.config import GANConfig
 
 MAX_GRID = 8  # the generator's first feature map: 7x7 for digits, 8x8 for 32, 64, 128, ...
 MIN_GRID = 4
-MIN_DOUBLINGS = 2  # the seeds' generators double twice
+MIN_DOUBLINGS = 2  # the tutorials' generators double twice
 MIN_FILTERS = 16
 SMALLEST_SIDE = MIN_GRID * 2**MIN_DOUBLINGS
 CONV_FAMILIES = ("dcgan", "conv", "conv-tanh")

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import keras_tuner as kt
 
 from gan_pkg import config as config_lib
-from gan_pkg import export, hypermodel, train
+from gan_pkg import export, hypermodel, training
 from gan_pkg.plan import plan
 
 DEFAULT_EVAL_SAMPLES = 1000
@@ -78,7 +78,7 @@ def run_fn(fn_args) -> None:
     config = model.base
     if getattr(fn_args, "hyperparameters", None):
         config = model.config_for(kt.HyperParameters.from_config(fn_args.hyperparameters))
-    result = train.train(config, fn_args.model_run_dir, data=model.data)
+    result = training.train(config, fn_args.model_run_dir, data=model.data)
     export.write_saved_model(result.model.inference_generator, result.config, fn_args.serving_model_dir, step=result.step,
                              feature_store=fn_args.model_run_dir)
 

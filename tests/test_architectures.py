@@ -9,15 +9,15 @@ from gan_pkg.gan import sample_latent
 @pytest.mark.parametrize(
     "preset, generator_params, discriminator_params",
     [
-        ("dcgan", 856_705, 392_705),  # printed by seed 000's summary()
-        # Seed 000's generator as served; D without batch norm (-768) and with
+        ("dcgan", 856_705, 392_705),  # printed by tutorial 000's summary()
+        # Tutorial 000's generator as served; D without batch norm (-768) and with
         # spectral norm's power-iteration vectors (+481, not trained).
         ("sndcgan", 856_705, 392_418),
-        # Seed 000's networks; D adds a class head (4,096 features x 10 digits + 10 biases).
+        # Tutorial 000's networks; D adds a class head (4,096 features x 10 digits + 10 biases).
         ("dcgan-aux", 856_705, 392_705 + 40_970),
         ("dcgan-classcode", 856_705, 392_705 + 40_970 + 40_960),  # + cdcgan's projection rows
-        ("mlp", 1_486_352, 1_460_225),  # seed 002's dense layers
-        ("dist1d", 2_701, 12_651),  # seed 003 section 7.2, 50 hidden units
+        ("mlp", 1_486_352, 1_460_225),  # tutorial 002's dense layers
+        ("dist1d", 2_701, 12_651),  # tutorial 003 section 7.2, 50 hidden units
     ],
 )
 def test_golden_parameter_counts(preset, generator_params, discriminator_params):

@@ -27,7 +27,7 @@ time_to_quality = _load("time_to_quality")
 def test_contenders_are_presets_with_changes_and_bad_ones_fail_before_training():
     name, config = time_to_quality.parse_contender("dcgan:ema_decay=0.999,reuse_fakes=true")
     assert (name, config.preset, config.ema_decay, config.reuse_fakes) == ("dcgan:ema_decay=0.999,reuse_fakes=true", "dcgan", 0.999, True)
-    assert time_to_quality.parse_contender("seeds")[1] == time_to_quality.parse_contender("dcgan")[1]
+    assert time_to_quality.parse_contender("tutorial")[1] == time_to_quality.parse_contender("dcgan")[1]
     with pytest.raises(ValueError, match="nosuch"):
         time_to_quality.parse_contender("dcgan:nosuch=1")
     with pytest.raises(ValueError, match="unknown preset"):
@@ -69,12 +69,12 @@ def test_ema_sweep_copies_equal_the_ema_generator_training_keeps_and_are_scored_
     decay d must be, weight for weight and batch-norm statistic for statistic, the EMA generator
     that training with ema_decay=d keeps and exports."""
     ema_sweep = _load("ema_sweep")
-    from gan_pkg import train
+    from gan_pkg import training
     from tiny import tiny
 
     scored = []
     copies = ema_sweep.EMACopies([0.5, 0.9], probe_steps=[5, 12, 20], score=lambda generator: scored.append(generator) or dict.fromkeys(ema_sweep.COLUMNS, 1.0))
-    result = train.train(tiny("dcgan-classcode", ema_decay=0.9, steps=12, batch_size=4, epochs=0), tmp_path / "run", verbose=0, extra_callbacks=[copies])
+    result = training.train(tiny("dcgan-classcode", ema_decay=0.9, steps=12, batch_size=4, epochs=0), tmp_path / "run", verbose=0, extra_callbacks=[copies])
     model = result.model
     assert result.step == 12
     model.refresh_ema_statistics(generator=copies.copies[0.9])

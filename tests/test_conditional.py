@@ -23,7 +23,7 @@ from gan_pkg.config import GANConfig
 from gan_pkg.class_code import noise_with_class
 from gan_pkg.plan import plan
 from gan_pkg.runs import load_run
-from gan_pkg.train import build_gan, train
+from gan_pkg.training import build_gan, train
 from serving import main as server_main
 from serving_helpers import REPO, quiet, server_args
 
@@ -57,9 +57,9 @@ def test_cdcgan_is_seed_000s_dcgan_with_a_label_input_a_projection_and_a_class_h
     assert config.num_classes == CLASSES and config.aux_class_weight == 1.0
     assert config.replace(num_classes=0, aux_class_weight=0.0, preset="dcgan") == GANConfig.resolve("dcgan")
     generator, discriminator = architectures.build(config)
-    # Seed 000's 856,705 + the label embedding (10x10) and its 10 extra inputs to the first
+    # Tutorial 000's 856,705 + the label embedding (10x10) and its 10 extra inputs to the first
     # Dense (10 x 6,272) + class-conditional batch norm (a scale and shift per class instead of
-    # one, on 128 + 128 + 64 channels); seed 000's 392,705 + one 4,096-wide projection row per class
+    # one, on 128 + 128 + 64 channels); tutorial 000's 392,705 + one 4,096-wide projection row per class
     # + AC-GAN's class head (a 4,096 x 10 dense layer and its biases).
     assert generator.count_params() == 856_705 + 100 + 62_720 + (2 * CLASSES - 2) * (128 + 128 + 64)
     assert sum(type(layer).__name__ == "ConditionalBatchNorm" for layer in generator.layers) == 3
@@ -172,7 +172,7 @@ def test_a_noise_coded_gan_serves_noise_only_and_trains_as_a_conditional_one():
     assert config.drawn_classes == 2 and not config.is_conditional
     full = GANConfig.resolve("dcgan", {"aux_class_weight": 1.0, "aux_classes": 10, "noise_class_code": True})
     generator, discriminator = architectures.build(full)
-    assert generator.count_params() == 856_705 and len(generator.inputs) == 1  # seed 000's served G
+    assert generator.count_params() == 856_705 and len(generator.inputs) == 1  # tutorial 000's served G
     assert [i.name for i in discriminator.inputs] == ["image", "label"]
     model = build_gan(config)
     noise, labels = tf.random.stateless_normal((6, config.latent_dim), [0, 1]), tf.constant([0, 1, 1, 0, 1, 0])

@@ -28,7 +28,7 @@ def test_sndcgan_keeps_seed_000s_generator_and_dcgan_keeps_seed_000s_recipe():
     from gan_pkg import fit
 
     assert fit.parse_args([]).preset == config_lib.DEFAULT_PRESET == "dcgan-classcode"
-    # The default is seed 000's recipe plus the class code, the class head and 5,000 steps
+    # The default is tutorial 000's recipe plus the class code, the class head and 5,000 steps
     # (where precision and recall held at 0.8 more often; docs/BENCHMARKS.md B12), nothing else.
     default = config_lib.preset(config_lib.DEFAULT_PRESET)
     assert (default.steps, config_lib.preset("dcgan").steps) == (5000, 3000)

@@ -12,12 +12,12 @@ SCRIPT = textwrap.dedent(
     import numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from gan_pkg import data, train
+    from gan_pkg import data, training
     from tiny import tiny
     cfg = tiny("dcgan")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        model = train.build_gan(cfg)
+        model = training.build_gan(cfg)
     noise = strategy.run(model.sample_noise, args=(4,))
     per_replica = [np.array(t) for t in strategy.experimental_local_results(noise)]
     history = model.fit(data.training_dataset(data.load(cfg), cfg), steps_per_epoch=3, epochs=1, verbose=0)

@@ -137,7 +137,7 @@ def test_memorization_of_a_training_copy_is_zero():
     train = rng.random((50, 28, 28, 1)).astype(np.float32)
     samples = np.stack([train[17], rng.random((28, 28, 1)).astype(np.float32)])
     distances = ev.nearest_l1(samples, train)
-    expected = min(np.mean(np.abs(samples[1] - t)) for t in train)  # seed 001's l1_compare_images
+    expected = min(np.mean(np.abs(samples[1] - t)) for t in train)  # tutorial 001's l1_compare_images
     assert distances[0] == 0.0
     assert distances[1] == pytest.approx(expected, rel=1e-5)
     result = ev.memorization(samples, train, threshold=0.1)
@@ -180,10 +180,10 @@ def untrained_result():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from gan_pkg import train
+    from gan_pkg import training
 
-    cfg = dataclasses.replace(TINY, steps=150, batch_size=32)  # seed 000's recipe on the tiny architecture
-    return train.train(cfg, tmp_path_factory.mktemp("run"), verbose=0)
+    cfg = dataclasses.replace(TINY, steps=150, batch_size=32)  # tutorial 000's recipe on the tiny architecture
+    return training.train(cfg, tmp_path_factory.mktemp("run"), verbose=0)
 
 
 def test_untrained_generator_is_worse_than_the_real_floor(untrained_result):

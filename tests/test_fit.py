@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_pkg import callbacks, runs, train
+from gan_pkg import callbacks, runs, training
 from gan_pkg.cli import parse_duration
 from gan_pkg.data import to_unit_range
 from conftest import REPO, run_python
@@ -103,15 +103,15 @@ def test_max_time_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(tmp_p
     path = tmp_path / "few.npz"
     np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
     cfg = tiny("dcgan", data=str(path), holdout=10, steps=16)  # 2 epochs of 8 steps
-    stopped = train.train(cfg, tmp_path / "run", verbose=0, max_seconds=1e-9)  # every step crosses it
+    stopped = training.train(cfg, tmp_path / "run", verbose=0, max_seconds=1e-9)  # every step crosses it
     assert stopped.out_of_time and stopped.step == 1
     # The checkpoint counts completed epochs (none): the rerun redoes epoch 1 from its start.
     assert [epoch for epoch, _ in runs.list_checkpoints(tmp_path / "run" / "checkpoints")] == [0]
-    finished = train.train(cfg, tmp_path / "run", verbose=0)
+    finished = training.train(cfg, tmp_path / "run", verbose=0)
     assert finished.resumed_from.name == "ckpt-0000.keras" and not finished.out_of_time
     assert finished.step == 1 + 16
     assert [epoch for epoch, _ in runs.list_checkpoints(tmp_path / "run" / "checkpoints")] == [1, 2]
-    assert not train.train(cfg, tmp_path / "run", verbose=0, max_seconds=1e-9).out_of_time  # nothing left to train
+    assert not training.train(cfg, tmp_path / "run", verbose=0, max_seconds=1e-9).out_of_time  # nothing left to train
 
 
 class _PoisonDiscriminator(keras.callbacks.Callback):
@@ -126,7 +126,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
     cfg = tiny("dcgan", data=str(path), holdout=10, steps=24)  # 3 epochs of 8 steps
     with pytest.raises(callbacks.TrainingDiverged, match=r"d_loss became nan at step 9; the last good checkpoint is .*ckpt-0001\.keras"):
-        train.train(cfg, tmp_path / "run", verbose=0, extra_callbacks=[_PoisonDiscriminator()])
+        training.train(cfg, tmp_path / "run", verbose=0, extra_callbacks=[_PoisonDiscriminator()])
     assert [epoch for epoch, _ in runs.list_checkpoints(tmp_path / "run" / "checkpoints")] == [1]
     good = runs.load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt-0001.keras")
     assert all(np.isfinite(np.array(v)).all() for v in good.discriminator.weights)
@@ -174,7 +174,7 @@ def test_val_fid_is_logged_and_the_best_checkpoint_kept(tmp_path):
     path = tmp_path / "few.npz"  # labelled: measured in the features of a classifier trained on them
     np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8), y=np.arange(74) % 2)
     cfg = tiny("dcgan", data=str(path), holdout=10, steps=16)  # 2 epochs of 8 steps
-    train.train(cfg, tmp_path / "run", verbose=0, val_fid_every=1)
+    training.train(cfg, tmp_path / "run", verbose=0, val_fid_every=1)
     with open(tmp_path / "run" / "history.csv") as f:
         rows = list(csv.DictReader(f))
     fids = [float(row["val_fid"]) for row in rows]
@@ -193,14 +193,14 @@ def _small_npz(tmp_path):
 
 def test_resume_skips_half_written_and_damaged_checkpoints(tmp_path, capsys):
     cfg = tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10, steps=16)  # 2 epochs of 8 steps
-    train.train(cfg, tmp_path / "run", verbose=0)
+    training.train(cfg, tmp_path / "run", verbose=0)
     checkpoints = tmp_path / "run" / "checkpoints"
     # What a kill during a checkpoint write leaves (a temporary file), and a
     # newest checkpoint damaged on disk afterwards.
     (checkpoints / ".tmp-abc.keras").write_bytes(b"PK\x03\x04 half a zip")
     (checkpoints / "ckpt-0002.keras").write_bytes(b"damaged")
     longer = tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10, steps=24)  # a third epoch
-    result = train.train(longer, tmp_path / "run", verbose=0)
+    result = training.train(longer, tmp_path / "run", verbose=0)
     out = capsys.readouterr().out
     assert "skipping unreadable checkpoint" in out and "ckpt-0002.keras" in out
     assert f"resumed from {checkpoints / 'ckpt-0001.keras'} at step 8 (epoch 1)" in out
@@ -212,7 +212,7 @@ def test_unwritable_workdir_fails_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(OSError, match="cannot write to workdir"):
-        train.train(tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10), blocker / "run", verbose=0)
+        training.train(tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10), blocker / "run", verbose=0)
 
 
 def test_full_disk_fails_before_training(tmp_path, monkeypatch):
@@ -221,7 +221,7 @@ def test_full_disk_fails_before_training(tmp_path, monkeypatch):
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1 << 20))
     with pytest.raises(OSError, match=r"not enough disk space in .*: 1 MiB free"):
-        train.train(tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10), tmp_path / "run", verbose=0)
+        training.train(tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10), tmp_path / "run", verbose=0)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from gan_pkg import data as data_lib
 from gan_pkg import gan as gan_lib
-from gan_pkg import losses, runs, runtime, train
+from gan_pkg import losses, runs, runtime, training
 from tiny import tiny
 
 
@@ -16,7 +16,7 @@ def _fit(model, cfg, steps=2):
 @pytest.mark.parametrize("preset", ["dcgan", "conv", "mlp", "dist1d", "conv-tanh"])
 def test_each_preset_trains_every_weight_of_both_networks(preset):
     cfg = tiny(preset)
-    model = train.build_gan(cfg)
+    model = training.build_gan(cfg)
     before = {id(v): np.array(v) for v in model.generator.trainable_variables + model.discriminator.trainable_variables}
     history = _fit(model, cfg)
     for network in (model.generator, model.discriminator):
@@ -33,14 +33,14 @@ def test_each_preset_trains_every_weight_of_both_networks(preset):
 def test_each_preset_trains_under_xla(preset):
     """jit_compile=auto compiles every float32 CPU run with XLA: each architecture must."""
     cfg = tiny(preset, jit_compile=True)
-    model = train.build_gan(cfg)
+    model = training.build_gan(cfg)
     history = _fit(model, cfg)
     assert model.jit_compile is True and np.isfinite(history.history["g_loss"][-1])
 
 
 def test_d_steps_updates_the_discriminator_that_many_times_per_step():
     cfg = tiny("dcgan", d_steps=3)
-    model = train.build_gan(cfg)
+    model = training.build_gan(cfg)
     _fit(model, cfg)
     assert (int(model.d_optimizer.iterations), int(model.g_optimizer.iterations)) == (6, 2)
 
@@ -48,13 +48,13 @@ def test_d_steps_updates_the_discriminator_that_many_times_per_step():
 @pytest.mark.parametrize("loss", ["hinge", "wgan-gp"])
 def test_alternative_losses_train(loss):
     cfg = tiny("dcgan", loss=loss)
-    history = _fit(train.build_gan(cfg), cfg)
+    history = _fit(training.build_gan(cfg), cfg)
     assert np.isfinite(history.history["d_loss"][-1])
 
 
 def test_keras_round_trip_keeps_outputs_and_optimizer_state(tmp_path):
     cfg = tiny("dcgan")
-    model = train.build_gan(cfg)
+    model = training.build_gan(cfg)
     _fit(model, cfg, steps=3)
     path = tmp_path / "gan.keras"
     model.save(path)
@@ -72,7 +72,7 @@ def test_keras_round_trip_keeps_outputs_and_optimizer_state(tmp_path):
 
 def test_ema_generator_is_exported_and_lags_the_live_one():
     cfg = tiny("dcgan", ema_decay=0.9)
-    model = train.build_gan(cfg)
+    model = training.build_gan(cfg)
     _fit(model, cfg, steps=3)
     assert model.inference_generator is model.ema_generator
     live, ema = model.generator.trainable_variables[0], model.ema_generator.trainable_variables[0]
@@ -83,7 +83,7 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights():
     """decay = min(ema_decay, (1 + step) / (10 + step)), step counted after the update: the
     first update keeps 2/11 of the initial weights, not ema_decay of them."""
     cfg = tiny("dcgan", ema_decay=0.999)
-    model = train.build_gan(cfg)
+    model = training.build_gan(cfg)
     initial = np.array(model.generator.trainable_variables[0])
     _fit(model, cfg, steps=1)
     live, ema = (np.array(g.trainable_variables[0]) for g in (model.generator, model.ema_generator))
@@ -96,7 +96,7 @@ def test_ema_generator_gets_batch_norm_statistics_of_its_own_weights(preset):
     EMA generator's moving statistics are its own activations' on the refresh batch, so
     inference mode reproduces training mode there."""
     cfg = tiny(preset, ema_decay=0.9)
-    model = train.build_gan(cfg)
+    model = training.build_gan(cfg)
     _fit(model, cfg, steps=3)
     momenta = [layer.momentum for layer in model.ema_generator._flatten_layers() if hasattr(layer, "moving_mean")]
     model.refresh_ema_statistics(num_samples=64)
@@ -114,7 +114,7 @@ def test_ema_generator_gets_batch_norm_statistics_of_its_own_weights(preset):
 def test_mixed_bfloat16_trains_with_float32_outputs():
     cfg = tiny("dcgan", precision="mixed_bfloat16")
     with runtime.dtype_policy("mixed_bfloat16"):
-        model = train.build_gan(cfg)
+        model = training.build_gan(cfg)
         history = _fit(model, cfg)
     assert model.generator.layers[-1].compute_dtype == "float32"
     assert np.isfinite(history.history["g_loss"][-1])
@@ -122,7 +122,7 @@ def test_mixed_bfloat16_trains_with_float32_outputs():
 
 def test_noise_is_fresh_every_step_but_reproducible_from_the_seed():
     cfg = tiny("dcgan")
-    a, b = train.build_gan(cfg), train.build_gan(cfg)
+    a, b = training.build_gan(cfg), training.build_gan(cfg)
     first, second = a.sample_noise(4), a.sample_noise(4)
     assert not np.allclose(first, second)
     np.testing.assert_allclose(first, b.sample_noise(4))
@@ -166,7 +166,7 @@ def test_reusing_fakes_gives_the_same_discriminator_update_for_the_same_noise(d_
     models = {}
     for reuse in (False, True):
         keras.utils.set_random_seed(3)  # same initial weights and dropout seeds in both
-        model = train.build_gan(tiny("dcgan", reuse_fakes=reuse, d_steps=d_steps))
+        model = training.build_gan(tiny("dcgan", reuse_fakes=reuse, d_steps=d_steps))
         model.fit(real, batch_size=8, epochs=1, verbose=0, shuffle=False)
         models[reuse] = model
     two_forwards, one_forward = models[False], models[True]

@@ -2,6 +2,9 @@
 no module a newcomer cannot read in one sitting, nothing done at import time."""
 
 import ast
+import io
+import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -103,3 +106,35 @@ def test_import_changes_neither_sys_path_nor_the_environment(name):
             continue
         text = ast.unparse(statement)
         assert "sys.path" not in text and "os.environ" not in text, f"{name} at import: {text}"
+
+
+# A measured figure: an FID, a throughput, a speed-up, or a duration something ran or took.
+MEASUREMENT = re.compile(
+    r"FID\s*(of\s*)?\d|\d\s*(img|images|steps)/s\b|\d(\.\d+)?(-\d+(\.\d+)?)?x (faster|slower)\b"
+    r"|\b(took|ran|measured|gave)\b[^.]*\d[\d.,:]*\s*(ms|s|seconds|min|minutes)\b|\b\d+:\d\d\b"
+)
+
+
+def _comments_and_docstrings(path: Path):
+    source = path.read_text()
+    if path.suffix != ".py":
+        yield from (line for line in source.splitlines() if line.lstrip().startswith("#"))
+        return
+    yield from (token.string for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node):
+            yield ast.get_docstring(node)
+
+
+@pytest.mark.parametrize("path", [*sorted(_modules().values()), REPO / "Makefile"], ids=lambda p: str(p.relative_to(REPO)))
+def test_comments_say_why_not_how_much(path):
+    """Measured figures live in docs/BENCHMARKS.md, beside their command; code points there."""
+    quoted = [line.strip() for text in _comments_and_docstrings(path) for line in text.splitlines() if MEASUREMENT.search(line)]
+    assert quoted == [], f"move these figures to docs/BENCHMARKS.md and point to their section: {quoted}"
+
+
+def test_the_measurement_finder_finds_figures():
+    for text in ("FID 2.2-3.1 (five runs)", "393 img/s", "1.3-1.5x faster", "ran 3,014 in 238 s", "from 13:56 to 9:29"):
+        assert MEASUREMENT.search(text), text
+    for text in ("a 10 s grace period", "TF Serving's --rest_api_timeout_in_ms default", "val FID", "1h30m"):
+        assert not MEASUREMENT.search(text), text

@@ -176,7 +176,7 @@ def test_a_folder_larger_than_memory_allows_is_decoded_once_to_disk_and_streamed
     assert batch.shape == (8, 32, 32, 3) and labels.shape == (8,) and -1.0 <= float(np.min(batch)) <= float(np.max(batch)) <= 1.0
     again = _plan(config)  # decoded once: a rerun maps the same file
     assert again.data.train.filename == streamed.data.train.filename
-    from gan_pkg.train import train
+    from gan_pkg.training import train
 
     result = train(streamed.config, tmp_path / "run", verbose=0, data=streamed.data)
     assert result.step == 4
@@ -190,7 +190,7 @@ def test_a_small_folder_holds_out_a_fifth(tmp_path):
 
 
 def test_train_refuses_a_config_its_data_would_change(tmp_path):
-    from gan_pkg.train import train
+    from gan_pkg.training import train
 
     folder = shapes_folder(tmp_path / "shapes", 32, 8)
     config = tiny("dcgan", data=str(folder), holdout=2)

@@ -20,10 +20,10 @@ WORKER = textwrap.dedent(
         "task": {"type": "worker", "index": index},
     })
     import numpy as np
-    from gan_pkg import export, train
+    from gan_pkg import export, training
     from tiny import tiny
     cfg = tiny("dcgan", strategy="multi-worker", steps=6)
-    result = train.train(cfg, workdir, verbose=0)
+    result = training.train(cfg, workdir, verbose=0)
     model = result.model
     noise = model.distribute_strategy.run(model.sample_noise, args=(2,))
     noise = np.concatenate([np.asarray(t) for t in model.distribute_strategy.experimental_local_results(noise)])

@@ -89,9 +89,9 @@ def stored_values(version_dir: Path) -> int:
 @pytest.mark.parametrize("preset", sorted(config_lib.PRESETS))
 def test_every_weight_is_stored_once(preset, tmp_path):
     """keras-team/keras#23553: ExportArchive.track() beside the endpoints' captures stored every
-    weight twice. The checkpoint holds exactly the served generator's values (seed 000's DCGAN:
+    weight twice. The checkpoint holds exactly the served generator's values (tutorial 000's DCGAN:
     856,705), for every preset, an EMA generator's export and a conditional one's included."""
-    from gan_pkg.train import build_gan
+    from gan_pkg.training import build_gan
 
     config = config_lib.preset(preset) if preset == "dcgan" else tiny(preset, ema_decay=0.9 if preset == "dcgan-aux" else 0.0)
     model = build_gan(config)
@@ -138,7 +138,7 @@ def test_the_check_process_never_imports_gan_pkg(tmp_path):
 
 
 def test_saved_model_cli_runs_serving_default(tmp_path):
-    """The command a user runs to check an export themselves (README)."""
+    """The command a user runs to check an export themselves (docs/SERVING.md)."""
     config = tiny("dcgan")
     generator, _ = architectures.build(config)
     version_dir = export.export_generator(generator, config, tmp_path / "export", "gan")

@@ -1,4 +1,4 @@
-"""Training options beyond the seeds: DiffAugment, spectral norm in D, learning-rate
+"""Training options beyond the tutorials: DiffAugment, spectral norm in D, learning-rate
 schedules. Each is a config field any image preset (and the tuner) can set."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from tiny import tiny
 
-from gan_pkg import architectures, augment, runs, train
+from gan_pkg import architectures, augment, runs, training
 from gan_pkg import data as data_lib
 from gan_pkg.config import GANConfig
 
@@ -85,7 +85,7 @@ def test_spectral_norm_bounds_every_discriminator_kernel():
 @pytest.mark.parametrize("schedule, middle", [("constant", 1.0), ("linear", 0.5), ("cosine", 0.5)])
 def test_learning_rate_schedules_decay_over_the_run(schedule, middle):
     config = GANConfig.resolve("dcgan", {"lr_schedule": schedule}, steps=1000)
-    rate = train.learning_rate_schedule(config, 2e-4)
+    rate = training.learning_rate_schedule(config, 2e-4)
     at = (lambda step: float(rate(step))) if callable(rate) else (lambda step: rate)
     assert at(0) == pytest.approx(2e-4)
     assert at(500) == pytest.approx(2e-4 * middle, rel=1e-3)
@@ -94,7 +94,7 @@ def test_learning_rate_schedules_decay_over_the_run(schedule, middle):
 
 def test_a_run_with_every_option_trains_and_resumes_with_them(tmp_path):
     config = tiny("dcgan", steps=4, augment="translation,cutout", d_spectral_norm=True, lr_schedule="cosine")
-    result = train.train(config, tmp_path / "run", verbose=0)
+    result = training.train(config, tmp_path / "run", verbose=0)
     assert result.step == 4
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert all(np.isfinite(float(v)) for v in history[1].split(",")[2:7])
@@ -106,7 +106,7 @@ def test_a_run_with_every_option_trains_and_resumes_with_them(tmp_path):
 def test_every_option_trains_under_xla():
     """jit_compile=auto turns XLA on for float32 CPU runs: every option must compile."""
     config = tiny("cdcgan", jit_compile=True, augment="color,translation,cutout", d_spectral_norm=True, ema_decay=0.9, reuse_fakes=True, lr_schedule="linear")
-    model = train.build_gan(config)
+    model = training.build_gan(config)
     history = model.fit(data_lib.training_dataset(data_lib.load(config), config), steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
     assert model.jit_compile is True and int(model.g_optimizer.iterations) == 2
     assert all(np.isfinite(values[-1]) for values in history.history.values())

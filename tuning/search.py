@@ -4,7 +4,7 @@ The objective is `val_fid` (minimised), measured by gan_pkg.evaluate on the
 held-out split. Rerunning the same command resumes the search (keras-tuner
 keeps its state in <directory>/<project>); --overwrite starts over. Distributed
 search uses keras-tuner's own KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP /
-KERASTUNER_ORACLE_PORT variables (see the README).
+KERASTUNER_ORACLE_PORT variables (docs/TUNING.md).
 
 Writes <directory>/<project>/best_hyperparameters.json, trials.csv and
 trials.md (sorted by the objective); --export retrains the best configuration
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     import_tensorflow_quietly()
-    from gan_pkg import export, hypermodel, train
+    from gan_pkg import export, hypermodel, training
     from gan_pkg.classifier import EvaluationError
     from gan_pkg.plan import plan
 
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     print(f"best val_fid {completed[0]['val_fid']:.3f} with {json.dumps({k: v for k, v in best.values.items() if not k.startswith('tuner/')})}")
     print(f"wrote {out / 'best_hyperparameters.json'}, {out / 'trials.csv'}, {out / 'trials.md'}")
     if args.export:
-        result = train.train(best_config, out / "best_run", data=planned.data)
+        result = training.train(best_config, out / "best_run", data=planned.data)
         target = export.export_model(result.model, result.config, args.export_base, args.model_name, workdir=out / "best_run")
         print(f"exported the best configuration to {target}")
     return 0
