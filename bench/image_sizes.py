@@ -45,8 +45,8 @@ def measure_one(shape: tuple, steps: int, batch_size: int) -> dict:
         model = training.build_gan(config)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32))
-    labels = tf.constant(rng.integers(0, config.label_classes or 1, batch_size).astype(np.int32))
-    batch = (images, labels) if config.label_classes else images
+    labels = tf.constant(rng.integers(0, config.classes.label_classes or 1, batch_size).astype(np.int32))
+    batch = (images, labels) if config.classes.label_classes else images
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     model.fit(dataset, steps_per_epoch=WARMUP_STEPS, epochs=1, verbose=0)
     started = time.perf_counter()

@@ -16,6 +16,8 @@ __version__ = "0.2.0"  # 0.2.0: exports written with keras.export.ExportArchive 
 _PUBLIC = {
     "GAN": "gan_pkg.gan",
     "GANConfig": "gan_pkg.config",
+    "Conditioning": "gan_pkg.conditioning",
+    "Recipe": "gan_pkg.recipe",
     "PRESETS": "gan_pkg.config",
     "DEFAULT_PRESET": "gan_pkg.config",
     "train": "gan_pkg.training",

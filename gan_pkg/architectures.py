@@ -6,11 +6,13 @@ tutorials' final sigmoid lives in the loss instead, where it is numerically stab
 and where hinge/WGAN losses can do without it. Parameter counts are unchanged.
 Output layers run in float32 so mixed precision never reaches the images.
 
-Conditioning (`config.num_classes` > 0) is one scheme for every image builder:
-the generator takes [noise, label], sees the noise joined to a learned label
+How classes enter (`config.classes`, gan_pkg.conditioning) is one scheme for every
+image builder. With a label (conditioning "label") the generator takes [noise, label], sees the noise joined to a learned label
 embedding (Mirza & Osindero's cGAN) and normalises with class-conditional batch
-norm; the discriminator takes [image, label] and adds a projection head to its
-logit (Miyato & Koyama 2018). Labels are int32.
+norm; with the class coded in the noise it reads the class from the noise's first
+values. Either way the discriminator takes [image, label] and adds a projection head
+to its logit (Miyato & Koyama 2018), and with a class head a second output, the
+class logits. Labels are int32.
 """
 
 from __future__ import annotations
@@ -96,11 +98,12 @@ def _generator_inputs(config: GANConfig):
     """(the generator's inputs, the vector its first layer sees, the label or None): the
     noise, joined to an embedding of the label when the config is conditional."""
     noise = keras.Input((config.latent_dim,), name="noise")
-    if config.noise_class_code:
-        if config.aux_classes > config.latent_dim:
-            raise ValueError(f"noise_class_code: {config.aux_classes} classes cannot be coded in {config.latent_dim} noise values (latent_dim)")
-        return noise, ClassCode(config.aux_classes, name="class_code")(noise), None
-    if not config.is_conditional:
+    classes = config.classes
+    if classes.noise_code:
+        if classes.noise_code > config.latent_dim:
+            raise ValueError(f"conditioning=noise-code: {classes.noise_code} classes cannot be coded in {config.latent_dim} noise values (latent_dim)")
+        return noise, ClassCode(classes.noise_code, name="class_code")(noise), None
+    if not classes.generator_takes_label:
         return noise, noise, None
     label = keras.Input((), dtype="int32", name="label")
     code = layers.Embedding(config.num_classes, config.num_classes, name="label_embedding")(label)
@@ -110,17 +113,18 @@ def _generator_inputs(config: GANConfig):
 def _discriminator(config: GANConfig, image, features) -> keras.Model:
     """D from its input and its last features: a linear logit, plus, when conditional, the
     projection <embed(label), features> that scores how well the image fits its label
-    (and, with `aux_class_weight`, a second output: class logits from the same features)."""
+    (and, with a class head, a second output: class logits from the same features)."""
+    classes = config.classes
     outputs = _d_layer(config, layers.Dense(1, dtype="float32", name="logit"))(features)
     inputs = image
-    if config.drawn_classes:
+    if classes.drawn_classes:
         label = keras.Input((), dtype="int32", name="label")
-        embedded = layers.Embedding(config.drawn_classes, features.shape[-1], dtype="float32", name="label_projection")(label)
+        embedded = layers.Embedding(classes.drawn_classes, features.shape[-1], dtype="float32", name="label_projection")(label)
         projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, features])
         outputs = layers.Add(dtype="float32", name="conditional_logit")([outputs, projection])
         inputs = [image, label]
-    if config.aux_class_weight:  # AC-GAN: a second output, the class logits of the same features
-        outputs = [outputs, _d_layer(config, layers.Dense(config.label_classes, dtype="float32", name="class_logits"))(features)]
+    if classes.class_head:  # AC-GAN: a second output, the class logits of the same features
+        outputs = [outputs, _d_layer(config, layers.Dense(classes.label_classes, dtype="float32", name="class_logits"))(features)]
     return keras.Model(inputs, outputs, name="discriminator")
 
 
@@ -254,8 +258,8 @@ def build_dist1d(config: GANConfig):
             f"must equal the vector length ({length})"
         )
     _check_lengths(config, ("g_filters", 2))
-    if config.is_conditional:
-        raise ValueError("dist1d draws unlabelled 1-D samples: num_classes must be 0")
+    if config.classes.uses_labels:
+        raise ValueError("dist1d draws unlabelled 1-D samples: conditioning must be none and class_loss_weight 0")
     z = keras.Input((config.latent_dim,), name="noise")
     x = layers.Reshape((length, 1))(z)
     x = layers.Conv1D(config.g_filters[0], 1, activation="relu")(x)
@@ -313,4 +317,7 @@ def build(config: GANConfig) -> tuple[keras.Model, keras.Model]:
         raise ValueError(
             f"unknown architecture {config.architecture!r}; choose one of: {', '.join(ARCHITECTURES)}"
         ) from None
+    unsized = config.classes.unsized() if config.is_image else None
+    if unsized:
+        raise ValueError(unsized)
     return builder(config)

@@ -48,14 +48,15 @@ class SampleMonitor(keras.callbacks.Callback):
         self.directory = Path(workdir) / runs.SAMPLES
         self.holdout = holdout
         self.labels, self.columns = None, None
-        if config.drawn_classes:
-            rows, self.labels = class_rows(config.drawn_classes, self.CLASS_COLUMNS)
+        classes = config.classes
+        if classes.drawn_classes:
+            rows, self.labels = class_rows(classes.drawn_classes, self.CLASS_COLUMNS)
             num, self.columns = self.CLASS_COLUMNS, self.CLASS_COLUMNS
         self.noise = sample_latent((num, config.latent_dim), [config.seed, 7], config.latent_distribution, config.latent_range)
-        if config.drawn_classes:
+        if classes.drawn_classes:
             self.noise = tf.gather(self.noise, rows)
-        if config.noise_class_code:  # the class rides in the noise: the generator takes no label
-            self.noise, self.labels = noise_with_class(self.noise, self.labels, config.drawn_classes), None
+        if classes.noise_code:  # the class rides in the noise: the generator takes no label
+            self.noise, self.labels = noise_with_class(self.noise, self.labels, classes.noise_code), None
         self.writer = tf.summary.create_file_writer(str(Path(workdir) / runs.TENSORBOARD / "samples"))
 
     def on_epoch_end(self, epoch, logs=None):
@@ -237,7 +238,8 @@ class ValFID(keras.callbacks.Callback):
             holdout = (data if data is not None else data_lib.load(config)).holdout
         self.ref_feats, _ = self.features(np.asarray(holdout, np.float32) / 255.0)
         self.noise = sample_latent((num_samples, config.latent_dim), [config.seed, 97], config.latent_distribution, config.latent_range)
-        self.labels = np.arange(num_samples) % config.num_classes if config.is_conditional else None  # every class alike
+        classes = config.classes.label_input_classes
+        self.labels = np.arange(num_samples) % classes if classes else None  # every class alike
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
 
     def compute(self) -> dict:

@@ -13,6 +13,9 @@ import json
 import typing
 from dataclasses import dataclass
 
+from gan_pkg import conditioning
+from gan_pkg.conditioning import Conditioning
+
 
 def option(default, doc: str):
     """A config field with its one-line user documentation (docs/CONFIG.md is generated from it)."""
@@ -39,11 +42,10 @@ class GANConfig:
     latent_range: tuple = option((-1.0, 1.0), "bounds of the uniform noise")
     output_range: tuple = option((-1.0, 1.0), "range real data is scaled to (the generator's output range); empty: unscaled")
 
-    # -- classes
-    num_classes: int = option(0, "> 0: class-conditional on labels 0..num_classes-1: G takes the label beside its noise, D a projection head (CONDITIONAL.md)")
-    aux_class_weight: float = option(0.0, "> 0: D gets a class head that learns the real images' labels (AC-GAN, Odena et al. 2017), weighted so in D's and G's losses")
-    aux_classes: int = option(0, "unconditional presets: the data's classes D's class head learns; G is trained to make fakes it reads confidently as one class, every class equally often")
-    noise_class_code: bool = option(False, "with aux_classes: each fake is drawn for a label coded as the argmax of its first aux_classes noise values; the served generator takes noise only (the default)")
+    # -- classes (gan_pkg.conditioning)
+    conditioning: str = option("none", "how a fake's class enters: none | label (G and the export take a label) | noise-code (the class is coded in the noise; the export takes noise only) (CONDITIONAL.md)")
+    num_classes: int = option(0, "how many classes (label values 0..num_classes-1), settled by the plan from the data's labels")
+    class_loss_weight: float = option(0.0, "> 0: D gets a class head that learns the real images' labels (AC-GAN, Odena et al. 2017), this weight in D's and G's losses; with conditioning none, G is trained to make fakes it reads confidently as one class, every class equally often")
 
     # -- generator: dense to g_initial_shape, one conv block per g_filters entry, an output conv
     g_dense_units: tuple = option((), "dense layers before the projection (conv-tanh)")
@@ -101,27 +103,17 @@ class GANConfig:
         return len(self.image_shape) == 3
 
     @property
-    def is_conditional(self) -> bool:
-        return self.num_classes > 0
-
-    @property
-    def label_classes(self) -> int:
-        """Classes the training labels range over: the conditional classes, or those D's class
-        head learns; 0 when training needs no labels (batches are images only)."""
-        return self.num_classes or (self.aux_classes if self.aux_class_weight else 0)
-
-    @property
-    def drawn_classes(self) -> int:
-        """Classes each fake is drawn for, which D is conditioned on (projection): a conditional
-        G's labels, or the classes coded in the noise; 0 when fakes have no class."""
-        return self.num_classes or (self.aux_classes if self.noise_class_code else 0)
+    def classes(self) -> "Conditioning":
+        """How classes enter this run (gan_pkg.conditioning): what every part asks."""
+        return Conditioning.of(self)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: dict) -> "GANConfig":
-        return cls().replace(**values)
+        """A config as JSON holds it, one written before `conditioning` included."""
+        return cls().replace(**conditioning.from_legacy(values))
 
     @classmethod
     def from_json(cls, text: str) -> "GANConfig":
@@ -158,8 +150,6 @@ class GANConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
         if config.epochs < 0:
             raise ValueError(f"epochs must be at least 1 (or 0 to train --steps), got {config.epochs}")
-        if config.num_classes < 0 or config.num_classes == 1:
-            raise ValueError(f"num_classes must be 0 (unconditional) or at least 2, got {config.num_classes}")
         parse_augment_policy(config.augment)
         if config.augment and not config.is_image:
             raise ValueError(f"augment: preset {config.preset!r} makes 1-D samples; DiffAugment works on images")
@@ -171,24 +161,12 @@ class GANConfig:
             raise ValueError(f"image-size must be a positive side in pixels, got {config.image_size}")
         if config.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {config.lr_schedule!r}")
-        if config.aux_class_weight < 0 or (config.aux_class_weight and not (config.num_classes or config.aux_classes)):
-            raise ValueError(
-                f"aux_class_weight must be 0, or > 0 with num_classes > 0 (a conditional preset such as cdcgan) or, "
-                f"unconditionally, aux_classes > 0 (the data's classes), got {config.aux_class_weight}"
-            )
-        if config.aux_classes and (config.aux_classes < 2 or config.num_classes or not config.aux_class_weight):
-            raise ValueError(
-                f"aux_classes ({config.aux_classes}) is for unconditional presets (num_classes=0) with aux_class_weight > 0, "
-                "and counts at least 2 classes"
-            )
+        if config.class_loss_weight < 0:
+            raise ValueError(f"class_loss_weight must be 0 (no class head) or more, got {config.class_loss_weight}")
         # (how many classes fit in the noise depends on the data's classes: gan_pkg.plan checks it)
-        if config.noise_class_code and not (config.aux_classes and config.is_image):
-            raise ValueError(
-                f"noise_class_code codes a class in the first aux_classes noise values: it needs an image preset "
-                f"with aux_classes >= 2, got aux_classes={config.aux_classes}"
-            )
-        if config.num_classes and not config.is_image:
-            raise ValueError(f"num_classes: preset {config.preset!r} makes 1-D samples, which carry no labels; conditioning needs an image preset")
+        problem = config.classes.problem(config.is_image)
+        if problem:
+            raise ValueError(problem)
         return config
 
 
@@ -294,7 +272,7 @@ PRESETS: dict[str, GANConfig] = {
     # confidently as one digit, every digit equally often. Better than `dcgan` in the runs
     # measured (docs/BENCHMARKS.md B8); superseded by the default. Data without labels trains
     # it without the head (gan_pkg.plan).
-    "dcgan-aux": dataclasses.replace(DCGAN, preset="dcgan-aux", aux_class_weight=1.0, aux_classes=10),
+    "dcgan-aux": dataclasses.replace(DCGAN, preset="dcgan-aux", num_classes=10, class_loss_weight=1.0),
     # The default. Tutorial 000's DCGAN trained as a class-conditional GAN whose label hides in the
     # noise (gan_pkg/class_code.py): the served generator is tutorial 000's (856,705 parameters,
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
@@ -302,12 +280,12 @@ PRESETS: dict[str, GANConfig] = {
     # 5,000 steps because precision and recall held together more often there than at 3,000
     # (docs/BENCHMARKS.md B9-B12). Data without labels trains plain tutorial 000 (one line says so).
     "dcgan-classcode": dataclasses.replace(
-        DCGAN, preset="dcgan-classcode", aux_class_weight=1.0, aux_classes=10, noise_class_code=True, steps=5000
+        DCGAN, preset="dcgan-classcode", conditioning="noise-code", num_classes=10, class_loss_weight=1.0, steps=5000
     ),
     # Tutorial 000's DCGAN conditioned on the digit: the label joins G's noise and D's projection
     # head; AC-GAN's class loss beside the projection raised label accuracy and lowered FID
     # (docs/BENCHMARKS.md, B5).
-    "cdcgan": dataclasses.replace(DCGAN, preset="cdcgan", num_classes=10, aux_class_weight=1.0),
+    "cdcgan": dataclasses.replace(DCGAN, preset="cdcgan", conditioning="label", num_classes=10, class_loss_weight=1.0),
     # Tutorial 001: the book's configurable conv GAN, every per-layer list a field.
     "conv": dataclasses.replace(
         DCGAN,

@@ -91,13 +91,13 @@ def load(config: GANConfig) -> Data:
         else:
             data = split(train, arrays.labels, config.holdout)
         data.notes = arrays.notes
-    if config.label_classes and data.train_labels is not None:
+    if config.classes.label_classes and data.train_labels is not None:
         _check_labels(data, config)
-    elif config.is_conditional:
+    elif config.classes.generator_takes_label:
         raise DataError(
             f"{config.data}: preset {config.preset!r} is conditional (num_classes={config.num_classes}) but this data has "
             "no labels; use mnist-sample, an .npz with y_train, or a folder with one subfolder per class "
-            "(or --set num_classes=0 to train unconditionally)"
+            "(or --set conditioning=none to train unconditionally)"
         )
     return data
 
@@ -242,7 +242,7 @@ def _normal1d(config: GANConfig) -> Data:
 
 def _check_labels(data: Data, config: GANConfig) -> None:
     """Every label an integer in [0, classes): the conditional classes, or those of D's class head."""
-    classes = config.label_classes
+    classes = config.classes.label_classes
     for name, labels in (("training", data.train_labels), ("held-out", data.holdout_labels)):
         if labels is None:
             continue
@@ -269,11 +269,11 @@ def training_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
         ).prefetch(tf.data.AUTOTUNE)
     if len(data.train) < config.batch_size:
         raise DataError(f"{len(data.train)} training examples is fewer than one batch of {config.batch_size}")
-    if config.label_classes and data.train_labels is None:
-        raise DataError(f"{config.data}: has no labels for the class head (aux_classes={config.aux_classes}); plan the config first (gan_pkg.plan)")
+    if config.classes.label_classes and data.train_labels is None:
+        raise DataError(f"{config.data}: has no labels for its {config.num_classes} classes (conditioning={config.conditioning}); plan the config first (gan_pkg.plan)")
     if isinstance(data.train, np.memmap):
         return _streamed_dataset(data, config)
-    if config.label_classes:  # (images, labels): fakes take the real batch's labels; a class head learns them
+    if config.classes.label_classes:  # (images, labels): fakes take the real batch's labels; a class head learns them
         examples = (data.train, np.asarray(data.train_labels, np.int32).reshape(-1))
         scale = lambda x, y: (scale_images(x, config.output_range), y)  # noqa: E731
     else:
@@ -293,7 +293,7 @@ def _streamed_dataset(data: Data, config: GANConfig) -> tf.data.Dataset:
     """Batches gathered from the memory-mapped training images by shuffled index, so only
     the batches in flight are in memory (the OS pages the file in and out)."""
     images = data.train
-    labels = None if not config.label_classes else np.asarray(data.train_labels, np.int32).reshape(-1)
+    labels = None if not config.classes.label_classes else np.asarray(data.train_labels, np.int32).reshape(-1)
 
     def gather(index):
         index = np.sort(index)  # ascending reads; the batch's members are still a shuffled draw

@@ -100,7 +100,7 @@ def keras_sample_fn(generator, config, batch_size: int = BATCH) -> SampleFn:
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)])
     def run(seeds, labels):
         noise = latent_for_seeds(seeds, config.latent_dim, config.latent_distribution, config.latent_range)
-        inputs = [noise, tf.cast(labels, tf.int32)] if config.is_conditional else noise
+        inputs = [noise, tf.cast(labels, tf.int32)] if config.classes.generator_takes_label else noise
         return tf.cast(to_unit_range(generator(inputs, training=False), config.output_range), tf.float32)
 
     def sample(seeds: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
@@ -235,7 +235,8 @@ def evaluate_generator(
     if config.is_image:  # before sampling: a space that must be trained or fetched fails first
         space, missing = choose_features(config, data, features, store, log, store_readonly)
     seeds = sample_seeds(num_samples, seed)
-    labels = sample_labels(num_samples, config.num_classes) if config.is_conditional else None
+    classes = config.classes.label_input_classes
+    labels = sample_labels(num_samples, classes) if classes else None
     samples = np.asarray(sample_fn(seeds) if labels is None else sample_fn(seeds, labels), np.float32)
     if not np.isfinite(samples).all():
         raise EvaluationError("the generator produced non-finite values (NaN or inf); its weights have diverged")

@@ -140,7 +140,7 @@ class _Endpoints:
         return to_unit_range(self.generator(inputs, training=False), self.config.output_range)
 
     def _checked(self, label):
-        classes = self.config.num_classes
+        classes = self.config.classes.label_input_classes
         message = contract.label_range_message(classes)
         checks = [
             tf.debugging.assert_non_negative(label, message=message),
@@ -168,7 +168,7 @@ class _Endpoints:
         """signature name -> (function, its inputs' TensorSpecs); a spec's name is its tensor key."""
         noise = [tf.TensorSpec([None, self.config.latent_dim], tf.float32, name=contract.NOISE)]
         seed = [tf.TensorSpec([None], tf.int64, name=contract.SEED)]
-        if self.config.is_conditional:
+        if self.config.classes.generator_takes_label:
             label = tf.TensorSpec([None], tf.int64, name=contract.LABEL)
             noise, seed = noise + [label], seed + [label]
         found = {contract.SERVING_DEFAULT: (self.from_noise, noise), contract.GENERATE: (self.from_seed, seed)}
@@ -199,7 +199,7 @@ def _warmup_records(signatures: dict, config: GANConfig, model_name: str) -> lis
             request.inputs[contract.NOISE].CopyFrom(tf.make_tensor_proto(noise))
         else:
             request.inputs[contract.SEED].CopyFrom(tf.make_tensor_proto(np.array([0], np.int64)))
-        if config.is_conditional:
+        if config.classes.generator_takes_label:
             request.inputs[contract.LABEL].CopyFrom(tf.make_tensor_proto(np.array([0], np.int64)))
         log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
         records.append(log.SerializeToString())
@@ -219,9 +219,11 @@ def metadata(config: GANConfig, signatures: dict, step: int | None, evaluation: 
         "latent_range": list(config.latent_range),
         "output_key": contract.IMAGES if config.is_image else contract.SAMPLES,
         "output_shape": list(config.image_shape),
-        "num_classes": config.num_classes,
+        # The classes a served `label` ranges over (0: the signatures take no label); serving checks it.
+        "num_classes": config.classes.label_input_classes,
+        "conditioning": config.conditioning,
         # What each class index (a label input, or a class coded in the noise) stands for.
-        "class_names": list(config.class_names) or [str(i) for i in range(config.drawn_classes)],
+        "class_names": list(config.class_names) or [str(i) for i in range(config.classes.drawn_classes)],
         "signatures": sorted(signatures),
         "training_step": step,
         "evaluation": evaluation or {},

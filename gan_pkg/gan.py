@@ -16,6 +16,8 @@ from keras import ops
 
 from gan_pkg import augment, losses
 from gan_pkg.class_code import noise_with_class
+from gan_pkg.conditioning import Conditioning
+from gan_pkg.recipe import LEGACY_COMPILE_ARGS, Recipe
 
 
 def sample_latent(shape, seed, distribution: str, latent_range=(-1.0, 1.0)):
@@ -69,6 +71,14 @@ def _replica_id():
 
 @keras.saving.register_keras_serializable(package="gan_pkg")
 class GAN(keras.Model):
+    """Any generator and discriminator, trained as a GAN by one compiled `train_step`.
+
+    `conditioning` (gan_pkg.conditioning) says how classes enter: whether G and D take labels,
+    whether the class is coded in the noise, whether D has a class head. `compile` takes the
+    two optimizers and a `Recipe` (gan_pkg.recipe): the loss and everything else about how
+    the two networks are trained.
+    """
+
     def __init__(
         self,
         generator: keras.Model,
@@ -76,10 +86,8 @@ class GAN(keras.Model):
         latent_dim: int,
         latent_distribution: str = "normal",
         latent_range=(-1.0, 1.0),
-        ema_decay: float = 0.0,
         seed: int | None = None,
-        num_classes: int = 0,
-        noise_code_classes: int = 0,
+        conditioning: Conditioning | dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -88,18 +96,13 @@ class GAN(keras.Model):
         self.latent_dim = int(latent_dim)
         self.latent_distribution = latent_distribution
         self.latent_range = tuple(latent_range)
-        self.ema_decay = float(ema_decay)
         self.seed = seed
-        self.num_classes = int(num_classes)  # > 0: G and D take [x, label], batches are (images, labels)
-        # > 0: G takes noise only, a fake's class is the argmax of its first values (noise_with_class);
-        # D takes [x, label] as a conditional D does.
-        self.noise_code_classes = int(noise_code_classes)
+        if isinstance(conditioning, dict):
+            conditioning = Conditioning(**conditioning)
+        self.conditioning = conditioning or Conditioning()
         self.seed_generator = keras.random.SeedGenerator(seed)
-        # The EMA copy is what gets exported: averaged weights give smoother samples.
-        self.ema_generator = None
-        if self.ema_decay:
-            self.ema_generator = keras.models.clone_model(generator)
-            self.ema_generator.set_weights(generator.get_weights())
+        self.ema_generator = None  # compile makes it when the recipe keeps one
+        self.recipe = Recipe()
         names = ("d_loss", "g_loss", "d_acc", "d_real", "d_fake")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True  # both sub-models arrive built
@@ -113,10 +116,8 @@ class GAN(keras.Model):
             "latent_dim": self.latent_dim,
             "latent_distribution": self.latent_distribution,
             "latent_range": list(self.latent_range),
-            "ema_decay": self.ema_decay,
             "seed": self.seed,
-            "num_classes": self.num_classes,
-            "noise_code_classes": self.noise_code_classes,
+            "conditioning": self.conditioning.to_dict(),
         }
 
     @classmethod
@@ -124,21 +125,22 @@ class GAN(keras.Model):
         config = dict(config)
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        # Checkpoints written before Conditioning and Recipe: the same facts under older keys.
+        legacy_ema = config.pop("ema_decay", None)
+        if "conditioning" not in config:
+            label, code = int(config.pop("num_classes", 0)), int(config.pop("noise_code_classes", 0))
+            outputs = config["discriminator"].outputs
+            head_classes = int(outputs[1].shape[-1]) if len(outputs) > 1 else 0
+            mode = "label" if label else "noise-code" if code else "none"
+            config["conditioning"] = Conditioning(mode, label or code or head_classes, bool(head_classes))
+        model = cls(**config)
+        model._legacy_ema_decay = legacy_ema
+        return model
 
-    def compile(
-        self,
-        d_optimizer: keras.optimizers.Optimizer,
-        g_optimizer: keras.optimizers.Optimizer,
-        loss: str = "bce",
-        label_smoothing: float = 0.0,
-        d_steps: int = 1,
-        gp_weight: float = 10.0,
-        reuse_fakes: bool = False,
-        augment_policy: str = "",
-        aux_class_weight: float = 0.0,
-        **kwargs,
-    ):
+    def compile(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer,
+                recipe: Recipe | dict | None = None, **kwargs):
+        """keras-io's shape: one optimizer per network; `recipe` (default: Recipe()) is how
+        they are trained; other keyword arguments go to keras.Model.compile."""
         super().compile(**kwargs)
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             # float16 gradients underflow without loss scaling; bfloat16 does not need it.
@@ -147,28 +149,21 @@ class GAN(keras.Model):
             g_optimizer = g_optimizer if isinstance(g_optimizer, wrap) else wrap(g_optimizer)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
-        self.loss_name = loss
-        self.gan_loss = losses.get(loss)
-        self.label_smoothing = float(label_smoothing)
-        self.d_steps = int(d_steps)
-        self.gp_weight = float(gp_weight)
-        self.reuse_fakes = bool(reuse_fakes)
+        self.recipe = Recipe.from_dict(recipe) if isinstance(recipe, dict) else (recipe or Recipe())
+        self.gan_loss = losses.get(self.recipe.loss)
         # DiffAugment: D sees real and fake images augmented alike, in the D and the G step.
-        self.augment_policy = augment.parse_augment_policy(augment_policy)
-        self.aux_class_weight = float(aux_class_weight)
+        self.augment_policy = self.recipe.augment_policy
+        if self.recipe.ema_decay and self.ema_generator is None:
+            # The EMA copy is what gets exported: averaged weights give smoother samples.
+            self.ema_generator = keras.models.clone_model(self.generator)
+            self.ema_generator.set_weights(self.generator.get_weights())
         self._compile_kwargs = kwargs
 
     def get_compile_config(self):
         return {
             "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
             "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
-            "loss": self.loss_name,
-            "label_smoothing": self.label_smoothing,
-            "d_steps": self.d_steps,
-            "gp_weight": self.gp_weight,
-            "reuse_fakes": self.reuse_fakes,
-            "augment_policy": ",".join(self.augment_policy),
-            "aux_class_weight": self.aux_class_weight,
+            "recipe": self.recipe.to_dict(),
             **self._compile_kwargs,
         }
 
@@ -176,6 +171,9 @@ class GAN(keras.Model):
         config = dict(config)
         for key in ("d_optimizer", "g_optimizer"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
+        if "recipe" not in config:  # written before the recipe: its fields were compile arguments
+            legacy = {field: config.pop(name) for name, field in LEGACY_COMPILE_ARGS.items() if name in config}
+            config["recipe"] = Recipe(**legacy, ema_decay=getattr(self, "_legacy_ema_decay", None) or 0.0)
         self.compile(**config)
         self.build_optimizers()
 
@@ -207,31 +205,26 @@ class GAN(keras.Model):
         optimizer.apply_gradients(zip(grads, variables))
 
     def _conditioned(self, x, labels):
-        """A sub-model's input: x alone, or [x, labels] for a conditional GAN."""
-        return [x, labels] if self.num_classes else x
-
-    @property
-    def _fakes_have_labels(self) -> bool:
-        """Whether each fake is drawn for a label: G takes it, or it is coded in the noise."""
-        return bool(self.num_classes or self.noise_code_classes)
+        """G's input: x alone, or [x, labels] when G takes a label."""
+        return [x, labels] if self.conditioning.generator_takes_label else x
 
     def _generate(self, noise, labels, training=True):
-        if self.noise_code_classes:
-            noise = noise_with_class(noise, labels, self.noise_code_classes)
+        if self.conditioning.noise_code:
+            noise = noise_with_class(noise, labels, self.conditioning.noise_code)
         return self.generator(self._conditioned(noise, labels), training=training)
 
     def _discriminate(self, images, labels, training=True):
-        """(real/fake logits, class logits or None): an AC-GAN discriminator has both outputs."""
-        outputs = self.discriminator([images, labels] if self._fakes_have_labels else images, training=training)
-        return tuple(outputs) if isinstance(outputs, (list, tuple)) else (outputs, None)
+        """(real/fake logits, class logits or None): a discriminator with a class head has both outputs."""
+        outputs = self.discriminator([images, labels] if self.conditioning.drawn_classes else images, training=training)
+        return tuple(outputs) if self.conditioning.class_head else (outputs, None)
 
     def _class_loss(self, class_logits, labels):
         """AC-GAN's auxiliary loss, weighted; 0 for a discriminator without a class head."""
         if class_logits is None:
             return 0.0
         if labels is None:
-            raise ValueError("the discriminator has a class head (aux_class_weight) but the batches carry no labels")
-        return self.aux_class_weight * ops.mean(
+            raise ValueError("the discriminator has a class head (class_loss_weight) but the batches carry no labels")
+        return self.recipe.class_loss_weight * ops.mean(
             keras.losses.sparse_categorical_crossentropy(labels, ops.cast(class_logits, "float32"), from_logits=True)
         )
 
@@ -243,7 +236,7 @@ class GAN(keras.Model):
             return 0.0
         probabilities = ops.softmax(ops.cast(class_logits, "float32"), axis=-1)
         entropy = lambda p: -ops.sum(p * ops.log(p + 1e-8), axis=-1)  # noqa: E731
-        return self.aux_class_weight * (ops.mean(entropy(probabilities)) - entropy(ops.mean(probabilities, axis=0)))
+        return self.recipe.class_loss_weight * (ops.mean(entropy(probabilities)) - entropy(ops.mean(probabilities, axis=0)))
 
     def _augment(self, images):
         """DiffAugment with a fresh draw per call (identity without a policy)."""
@@ -256,7 +249,7 @@ class GAN(keras.Model):
         with tf.GradientTape() as tape:
             real_logits, real_classes = self._discriminate(self._augment(real), labels)
             fake_logits, _ = self._discriminate(self._augment(fake), labels)
-            d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.label_smoothing)
+            d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.recipe.label_smoothing)
             # D learns the classes from real images only: a fake's label is what G was
             # asked for, not what it drew, and fitting those would reward G's mistakes.
             d_loss += self._class_loss(real_classes, labels)
@@ -264,7 +257,7 @@ class GAN(keras.Model):
                 alpha_shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
                 alpha = keras.random.uniform(alpha_shape, seed=self.seed_generator)
                 critic = lambda x, training: self._discriminate(x, labels, training)[0]  # noqa: E731
-                d_loss += self.gp_weight * losses.gradient_penalty(critic, real, ops.cast(fake, "float32"), alpha)
+                d_loss += self.recipe.gp_weight * losses.gradient_penalty(critic, real, ops.cast(fake, "float32"), alpha)
         self._step(self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables)
         return real_logits, fake_logits, d_loss
 
@@ -273,8 +266,8 @@ class GAN(keras.Model):
         so they follow the training data's label distribution."""
         real, labels = (data[0], data[1] if len(data) > 1 else None) if isinstance(data, (tuple, list)) else (data, None)
         if labels is None:
-            if self._fakes_have_labels:
-                raise ValueError(f"this GAN draws fakes for labels (num_classes={self.num_classes}, noise_code_classes={self.noise_code_classes}): batches must be (images, labels)")
+            if self.conditioning.drawn_classes:
+                raise ValueError(f"this GAN draws fakes for labels (conditioning={self.conditioning.mode}): batches must be (images, labels)")
             return real, None
         return real, ops.cast(ops.reshape(labels, (-1,)), "int32")
 
@@ -285,19 +278,20 @@ class GAN(keras.Model):
         # reuse_fakes: the last D step takes the G step's fakes (stop-gradient), so each
         # step runs the generator forward once instead of twice (TF-GAN also scores one
         # generated batch with both losses); G still plays against the updated D.
-        for _ in range(self.d_steps - 1 if self.reuse_fakes else self.d_steps):
+        reuse_fakes, d_steps = self.recipe.reuse_fakes, self.recipe.d_steps
+        for _ in range(d_steps - 1 if reuse_fakes else d_steps):
             fake = self._generate(self.sample_noise(batch_size), labels)
             real_logits, fake_logits, d_loss = self._d_update(real, fake, labels)
 
         noise = self.sample_noise(batch_size)
         with tf.GradientTape() as tape:
             fake = self._generate(noise, labels)
-            if self.reuse_fakes:
+            if reuse_fakes:
                 with tape.stop_recording():
                     real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake), labels)
             g_logits, fake_classes = self._discriminate(self._augment(fake), labels)
             g_loss = self.gan_loss.g_loss(g_logits)
-            if self._fakes_have_labels:
+            if self.conditioning.drawn_classes:
                 g_loss += self._class_loss(fake_classes, labels)
             else:
                 g_loss += self._class_structure_loss(fake_classes)
@@ -322,7 +316,7 @@ class GAN(keras.Model):
         return logs
 
     def _update_ema(self):
-        update_ema(self.ema_generator, self.generator, self.ema_decay, self.g_optimizer.iterations)
+        update_ema(self.ema_generator, self.generator, self.recipe.ema_decay, self.g_optimizer.iterations)
         # Batch-norm statistics are not averaged: refresh_ema_statistics measures them.
 
     def refresh_ema_statistics(self, num_samples: int = 512, generator: keras.Model | None = None):
@@ -340,7 +334,8 @@ class GAN(keras.Model):
         if not norms:
             return
         noise = sample_latent((num_samples, self.latent_dim), [self.seed or 0, 1], self.latent_distribution, self.latent_range)
-        labels = ops.arange(num_samples) % self.num_classes if self.num_classes else None
+        classes = self.conditioning.label_input_classes
+        labels = ops.arange(num_samples) % classes if classes else None
         momenta = [norm.momentum for norm in norms]
         try:
             for norm in norms:
@@ -358,11 +353,12 @@ class GAN(keras.Model):
         """`num` samples from fixed noise (same seed, same images); a conditional GAN draws
         `labels` (default: 0, 1, ..., num_classes-1, 0, 1, ...)."""
         noise = sample_latent((num, self.latent_dim), [seed, 0], self.latent_distribution, self.latent_range)
-        if self.num_classes and labels is None:
-            labels = tf.range(num) % self.num_classes
+        classes = self.conditioning.label_input_classes
+        if classes and labels is None:
+            labels = tf.range(num) % classes
         return self.sample(noise, labels)
 
     def sample(self, noise, labels=None):
         """The inference generator on `noise` (and `labels`, for a conditional GAN)."""
-        labels = None if not self.num_classes else tf.cast(labels, tf.int32)
+        labels = tf.cast(labels, tf.int32) if self.conditioning.generator_takes_label else None
         return self.inference_generator(self._conditioned(noise, labels), training=False)

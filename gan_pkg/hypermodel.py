@@ -22,7 +22,7 @@ from gan_pkg.config import LR_SCHEDULES, GANConfig
 # norm in D, learning-rate schedules, an EMA generator and, with labels, the class loss's weight.
 AUGMENT_CHOICES = ["", "translation", "translation,cutout", "color,translation,cutout"]
 EMA_CHOICES = [0.0, 0.999]
-AUX_CLASS_WEIGHT_CHOICES = [0.0, 0.5, 1.0]  # only where the data's labels are in use
+CLASS_LOSS_WEIGHT_CHOICES = [0.0, 0.5, 1.0]  # only where the data's labels are in use
 
 OBJECTIVE = kt.Objective("val_fid", direction="min")
 
@@ -67,11 +67,12 @@ class GANHyperModel(kt.HyperModel):
             changes["d_spectral_norm"] = hp.Boolean("d_spectral_norm", default=base.d_spectral_norm)
             changes["lr_schedule"] = hp.Choice("lr_schedule", list(LR_SCHEDULES), default=base.lr_schedule)
             changes["ema_decay"] = hp.Choice("ema_decay", EMA_CHOICES, default=base.ema_decay if base.ema_decay in EMA_CHOICES else 0.0)
-            if base.label_classes:  # labelled training (conditional, or a class head's classes given): the class loss's weight
-                # (an unconditional head's aux_classes needs a weight above 0, so 0 is not among its choices)
-                weights = AUX_CLASS_WEIGHT_CHOICES if base.is_conditional else [w for w in AUX_CLASS_WEIGHT_CHOICES if w]
-                default = base.aux_class_weight if base.aux_class_weight in weights else weights[-1]
-                changes["aux_class_weight"] = hp.Choice("aux_class_weight", weights, default=default)
+            classes = base.classes
+            if classes.label_classes:  # labelled training: the class loss's weight
+                # (with conditioning none the class head is the only use of the classes, so 0 is not a choice)
+                weights = CLASS_LOSS_WEIGHT_CHOICES if classes.drawn_classes else [w for w in CLASS_LOSS_WEIGHT_CHOICES if w]
+                default = base.class_loss_weight if base.class_loss_weight in weights else weights[-1]
+                changes["class_loss_weight"] = hp.Choice("class_loss_weight", weights, default=default)
         return dataclasses.replace(base, **changes)
 
     def build(self, hp: kt.HyperParameters):

@@ -104,33 +104,32 @@ def _classes_text(found: Survey) -> str:
 
 
 def _classes(config: GANConfig, found: Survey) -> tuple[GANConfig, str]:
-    """The preset's classes sized to the data's: a conditional preset's labels, or the
-    class head (and a class code) of an unconditional one, which trains without them when
-    the data has no labels or one class (and the note says so)."""
+    """The preset's classes sized to the data's: a label-conditional preset needs labels; a
+    class code or class head trains without them when the data has no labels or one class
+    (and the note says so)."""
     classes = found.num_classes
     names = {"class_names": found.class_names}
-    if found.label_problem and (config.is_conditional or config.aux_classes):
-        raise DataError(found.label_problem)
-    if config.is_conditional:
-        if classes < 2:
-            raise DataError(
-                f"{config.data}: preset {config.preset!r} is conditional but this data has "
-                f"{'no labels' if not classes else 'one class'}; use mnist-sample, an .npz with y_train, or a folder with "
-                "one subfolder per class (or --set num_classes=0 to train unconditionally)"
-            )
-        return config.replace(num_classes=classes, **names), ""
-    if not config.aux_classes:
+    uses = config.classes
+    if not uses.uses_labels:
         return config, ""
+    if found.label_problem:
+        raise DataError(found.label_problem)
+    if classes < 2 and uses.generator_takes_label:
+        raise DataError(
+            f"{config.data}: preset {config.preset!r} is conditional but this data has "
+            f"{'no labels' if not classes else 'one class'}; use mnist-sample, an .npz with y_train, or a folder with "
+            "one subfolder per class (or --set conditioning=none to train unconditionally)"
+        )
     if classes < 2:
         found_text = "no labels" if not classes else "one class"
-        note = f"{found_text}: preset {config.preset!r} trains without its class head"
-        return config.replace(aux_classes=0, aux_class_weight=0.0, noise_class_code=False), note
-    if config.noise_class_code and classes > config.latent_dim:
+        note = f"{found_text}: preset {config.preset!r} trains without its classes"
+        return config.replace(conditioning="none", num_classes=0, class_loss_weight=0.0), note
+    if uses.noise_code and classes > config.latent_dim:
         raise DataError(
             f"{config.data}: its labels cover {classes} classes, more than preset {config.preset!r} can code in its "
             f"{config.latent_dim} noise values; pass --set latent_dim={classes} or more, or --preset dcgan"
         )
-    return config.replace(aux_classes=classes, **names), ""
+    return config.replace(num_classes=classes, **names), ""
 
 
 def _holdout(config: GANConfig, count: int) -> tuple[GANConfig, str]:

@@ -20,6 +20,7 @@ from gan_pkg import data as data_lib
 from gan_pkg import plan as plan_lib
 from gan_pkg.config import GANConfig
 from gan_pkg.gan import GAN
+from gan_pkg.recipe import Recipe
 
 
 @dataclasses.dataclass
@@ -66,21 +67,13 @@ def build_gan(config: GANConfig) -> GAN:
         latent_dim=config.latent_dim,
         latent_distribution=config.latent_distribution,
         latent_range=config.latent_range,
-        ema_decay=config.ema_decay,
-        num_classes=config.num_classes,
-        noise_code_classes=config.aux_classes if config.noise_class_code else 0,
         seed=config.seed,
+        conditioning=config.classes,
     )
     model.compile(
         d_optimizer=make_optimizer(config, config.d_learning_rate, config.d_steps),
         g_optimizer=make_optimizer(config, config.g_learning_rate),
-        loss=config.loss,
-        label_smoothing=config.label_smoothing,
-        d_steps=config.d_steps,
-        gp_weight=config.gp_weight,
-        reuse_fakes=config.reuse_fakes,
-        augment_policy=config.augment,
-        aux_class_weight=config.aux_class_weight,
+        recipe=Recipe.of(config),
         jit_compile=runtime.resolve_jit_compile(config.jit_compile, runtime.resolve_precision(config.precision), config.strategy),
         steps_per_execution=config.steps_per_execution,
     )

@@ -31,20 +31,21 @@ def test_every_preset_maps_noise_to_its_output_shape_and_range(name):
     cfg = config_lib.preset(name)
     generator, discriminator = architectures.build(cfg)
     noise = sample_latent((4, cfg.latent_dim), [0, 0], cfg.latent_distribution, cfg.latent_range)
-    labels = np.arange(4, dtype="int32") % max(cfg.drawn_classes, 1)
+    classes = cfg.classes
+    labels = np.arange(4, dtype="int32") % max(classes.drawn_classes, 1)
     noise = np.asarray(noise)
-    condition = (lambda x: [x, labels]) if cfg.is_conditional else (lambda x: x)  # noqa: E731
+    condition = (lambda x: [x, labels]) if classes.generator_takes_label else (lambda x: x)  # noqa: E731
     out = np.asarray(generator(condition(noise), training=False))
-    condition = (lambda x: [x, labels]) if cfg.drawn_classes else (lambda x: x)  # noqa: E731  D: a class code's too
+    condition = (lambda x: [x, labels]) if classes.drawn_classes else (lambda x: x)  # noqa: E731  D: a class code's too
     assert out.shape == (4, *cfg.image_shape)
     assert np.isfinite(out).all()
     if cfg.output_range:
         low, high = cfg.output_range
         assert out.min() >= low and out.max() <= high
     scores = discriminator(condition(out))
-    if cfg.aux_class_weight:  # a class head too: the logits of cfg.label_classes classes
+    if classes.class_head:  # a class head too: the logits of the data's classes
         scores, class_logits = scores
-        assert tuple(class_logits.shape) == (4, cfg.label_classes)
+        assert tuple(class_logits.shape) == (4, classes.label_classes)
     assert tuple(scores.shape) == (4, 1)
 
 

@@ -54,8 +54,8 @@ def served(trained):
 
 def test_cdcgan_is_seed_000s_dcgan_with_a_label_input_a_projection_and_a_class_head():
     config = GANConfig.resolve("cdcgan")
-    assert config.num_classes == CLASSES and config.aux_class_weight == 1.0
-    assert config.replace(num_classes=0, aux_class_weight=0.0, preset="dcgan") == GANConfig.resolve("dcgan")
+    assert (config.conditioning, config.num_classes, config.class_loss_weight) == ("label", CLASSES, 1.0)
+    assert config.replace(conditioning="none", num_classes=0, class_loss_weight=0.0, preset="dcgan") == GANConfig.resolve("dcgan")
     generator, discriminator = architectures.build(config)
     # Tutorial 000's 856,705 + the label embedding (10x10) and its 10 extra inputs to the first
     # Dense (10 x 6,272) + class-conditional batch norm (a scale and shift per class instead of
@@ -71,14 +71,14 @@ def test_cdcgan_is_seed_000s_dcgan_with_a_label_input_a_projection_and_a_class_h
 @pytest.mark.parametrize(
     "preset, values, words",
     [
-        ("dist1d", {"num_classes": 10}, "1-D samples"),
-        ("dcgan", {"num_classes": 1}, "at least 2"),
-        ("dcgan", {"num_classes": -3}, "at least 2"),
-        ("dcgan", {"aux_class_weight": 1.0}, "num_classes > 0"),
-        ("cdcgan", {"aux_class_weight": -1.0}, "aux_class_weight"),
-        ("dcgan", {"aux_classes": 10}, "aux_classes"),
-        ("cdcgan", {"aux_classes": 10}, "aux_classes"),
-        ("dcgan", {"aux_classes": 1, "aux_class_weight": 1.0}, "at least 2"),
+        ("dist1d", {"conditioning": "label"}, "1-D presets"),
+        ("dist1d", {"class_loss_weight": 1.0}, "1-D presets"),
+        ("cdcgan", {"num_classes": 1}, "at least 2"),
+        ("cdcgan", {"num_classes": -3}, "at least 2"),
+        ("dcgan", {"num_classes": 10}, "has no use with conditioning=none"),
+        ("cdcgan", {"class_loss_weight": -1.0}, "class_loss_weight"),
+        ("dcgan", {"conditioning": "class"}, "conditioning must be one of none, label, noise-code"),
+        ("dcgan", {"aux_classes": 10}, "unknown config field"),
     ],
 )
 def test_conditioning_that_cannot_work_is_refused(preset, values, words):
@@ -88,7 +88,7 @@ def test_conditioning_that_cannot_work_is_refused(preset, values, words):
 
 def test_every_image_architecture_takes_the_label():
     for preset in ("conv", "mlp", "conv-tanh"):
-        config = tiny(preset, num_classes=3)
+        config = tiny(preset, conditioning="label", num_classes=3)
         generator, discriminator = architectures.build(config)
         noise = tf.zeros((2, config.latent_dim))
         images = generator([noise, tf.constant([0, 2])])
@@ -98,7 +98,7 @@ def test_every_image_architecture_takes_the_label():
 
 
 def test_an_aux_classifier_discriminator_also_scores_the_classes():
-    config = tiny("cdcgan", num_classes=3, aux_class_weight=1.0)
+    config = tiny("cdcgan", num_classes=3, class_loss_weight=1.0)
     generator, discriminator = architectures.build(config)
     images = generator([tf.zeros((2, config.latent_dim)), tf.constant([0, 2])])
     logit, class_logits = discriminator([images, tf.constant([0, 2])])
@@ -115,8 +115,8 @@ def _halves(count: int):
 
 
 def test_an_unconditional_discriminator_can_learn_the_classes_without_conditioning_the_generator():
-    config = tiny("dcgan", aux_class_weight=1.0, aux_classes=3)
-    assert config.label_classes == 3 and not config.is_conditional
+    config = tiny("dcgan", class_loss_weight=1.0, num_classes=3)
+    assert config.classes.label_classes == 3 and not config.classes.drawn_classes
     generator, discriminator = architectures.build(config)
     assert len(generator.inputs) == 1  # the served model is unchanged
     logit, class_logits = discriminator(generator(tf.zeros((2, config.latent_dim))))
@@ -124,7 +124,7 @@ def test_an_unconditional_discriminator_can_learn_the_classes_without_conditioni
 
 
 def test_the_unconditional_class_loss_rewards_confident_fakes_of_every_class():
-    model = build_gan(tiny("dcgan", aux_class_weight=1.0, aux_classes=2))
+    model = build_gan(tiny("dcgan", class_loss_weight=1.0, num_classes=2))
     sure = np.array([[9.0, -9.0], [-9.0, 9.0]], np.float32)  # each fake clearly one class, both classes
     one_class = np.array([[9.0, -9.0], [9.0, -9.0]], np.float32)
     unsure = np.zeros((2, 2), np.float32)
@@ -135,7 +135,7 @@ def test_the_unconditional_class_loss_rewards_confident_fakes_of_every_class():
 
 def test_an_unconditional_class_head_learns_the_real_classes_and_the_generator_draws_both():
     images, labels = _halves(64)
-    config = tiny("dcgan", aux_class_weight=1.0, aux_classes=2, d_learning_rate=2e-3, g_learning_rate=2e-3)
+    config = tiny("dcgan", class_loss_weight=1.0, num_classes=2, d_learning_rate=2e-3, g_learning_rate=2e-3)
     model = build_gan(config)
     model.fit(tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(8), steps_per_epoch=300, epochs=1, verbose=0)
     _, class_logits = model.discriminator(tf.constant(images), training=False)
@@ -168,9 +168,9 @@ def test_noise_with_class_moves_the_largest_code_value_to_the_label_and_keeps_th
 
 
 def test_a_noise_coded_gan_serves_noise_only_and_trains_as_a_conditional_one():
-    config = tiny("dcgan", aux_class_weight=1.0, aux_classes=2, noise_class_code=True)
-    assert config.drawn_classes == 2 and not config.is_conditional
-    full = GANConfig.resolve("dcgan", {"aux_class_weight": 1.0, "aux_classes": 10, "noise_class_code": True})
+    config = tiny("dcgan", conditioning="noise-code", class_loss_weight=1.0, num_classes=2)
+    assert config.classes.drawn_classes == 2 and not config.classes.generator_takes_label
+    full = GANConfig.resolve("dcgan", {"conditioning": "noise-code", "class_loss_weight": 1.0, "num_classes": 10})
     generator, discriminator = architectures.build(full)
     assert generator.count_params() == 856_705 and len(generator.inputs) == 1  # tutorial 000's served G
     assert [i.name for i in discriminator.inputs] == ["image", "label"]
@@ -183,15 +183,15 @@ def test_a_noise_coded_gan_serves_noise_only_and_trains_as_a_conditional_one():
     images, real_labels = _halves(8)
     logs = model.fit(images, real_labels, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0).history
     assert logs["g_loss"][0] > 900 and logs["d_loss"][0] > 900  # AC-GAN's losses on both sides
-    with pytest.raises(ValueError, match="noise_class_code .* aux_classes"):
-        GANConfig.resolve("dcgan", {"noise_class_code": True})
+    with pytest.raises(ValueError, match="needs num_classes >= 2; plan the config"):
+        architectures.build(GANConfig.resolve("dcgan", {"conditioning": "noise-code"}))
 
 
-def test_aux_class_weight_teaches_the_discriminator_the_classes_and_the_generator_to_draw_them():
+def test_class_loss_weight_teaches_the_discriminator_the_classes_and_the_generator_to_draw_them():
     """AC-GAN's two class losses: D learns to tell the classes of real images apart, and G's
     fakes are pushed towards what D reads as the label asked for."""
     images, labels = _halves(64)
-    config = tiny("cdcgan", num_classes=2, aux_class_weight=1.0, d_learning_rate=2e-3, g_learning_rate=2e-3)
+    config = tiny("cdcgan", num_classes=2, class_loss_weight=1.0, d_learning_rate=2e-3, g_learning_rate=2e-3)
     model = build_gan(config)
     model.fit(tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(8), steps_per_epoch=300, epochs=1, verbose=0)
     _, class_logits = model.discriminator([tf.constant(images), tf.constant(labels)], training=False)
@@ -203,7 +203,7 @@ def test_aux_class_weight_teaches_the_discriminator_the_classes_and_the_generato
     # the adversarial game is chaotic and another CPU's rounding once gave 0.72 after 150 steps.
     assert np.mean(np.argmax(fake_class_logits, axis=1) == labels) >= 0.7
     # Both losses carry the weighted class term (at chance, cross-entropy is log 2 per image).
-    heavy = build_gan(config.replace(aux_class_weight=100.0))
+    heavy = build_gan(config.replace(class_loss_weight=100.0))
     logs = heavy.fit(images, labels, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0).history
     assert logs["d_loss"][0] > 20 and logs["g_loss"][0] > 20
 
@@ -239,25 +239,25 @@ def test_a_conditional_preset_on_unlabelled_or_mislabelled_data_stops_with_one_l
         data_lib.load(tiny("cdcgan", data=str(tmp_path / "bad.npz"), holdout=2))
     np.savez(tmp_path / "negative.npz", x_train=np.zeros((8, 28, 28), np.uint8), y_train=np.arange(8) - 1)
     with pytest.raises(data_lib.DataError, match=r"labels must be integers >= 0, found -1\.\.6"):
-        plan(tiny("dcgan", data=str(tmp_path / "negative.npz"), holdout=2, aux_class_weight=1.0, aux_classes=10))
+        plan(tiny("dcgan", data=str(tmp_path / "negative.npz"), holdout=2, class_loss_weight=1.0, num_classes=10))
 
 
-@pytest.mark.parametrize("noise_class_code", [False, True])
-def test_an_unconditional_class_head_takes_the_datas_classes_or_trains_without_one(tmp_path, noise_class_code):
+@pytest.mark.parametrize("conditioning", ["none", "noise-code"])
+def test_an_unconditional_class_head_takes_the_datas_classes_or_trains_without_one(tmp_path, conditioning):
     """A class head is a training aid of an unconditional preset: data without labels trains
     without it, data with 3 classes gets a 3-class head; one line says so. (A conditional
     preset stops instead: the test above.)"""
     _write_pngs(tmp_path / "flat", 8, 0)
     np.savez(tmp_path / "three.npz", x_train=np.zeros((8, 28, 28), np.uint8), y_train=np.arange(8) % 3)
-    config = tiny("dcgan", holdout=2, aux_class_weight=1.0, aux_classes=10, noise_class_code=noise_class_code)
+    config = tiny("dcgan", holdout=2, conditioning=conditioning, class_loss_weight=1.0, num_classes=10)
     said = []
     flat = config.replace(data=str(tmp_path / "flat"))
     headless = plan(flat, log=said.append).config
-    assert headless == flat.replace(aux_class_weight=0.0, aux_classes=0, noise_class_code=False)
+    assert headless == flat.replace(conditioning="none", class_loss_weight=0.0, num_classes=0)
     three = config.replace(data=str(tmp_path / "three.npz"))
-    assert plan(three, log=said.append).config == three.replace(aux_classes=3)
-    assert len(said) == 2 and "without its class head" in said[0] and "3 classes" in said[1], said
-    if noise_class_code:  # 12 classes cannot be coded in 8 noise values: refused before anything is written
+    assert plan(three, log=said.append).config == three.replace(num_classes=3)
+    assert len(said) == 2 and "without its classes" in said[0] and "3 classes" in said[1], said
+    if conditioning == "noise-code":  # 12 classes cannot be coded in 8 noise values: refused before anything is written
         np.savez(tmp_path / "twelve.npz", x_train=np.zeros((24, 28, 28), np.uint8), y_train=np.arange(24) % 12)
         twelve = config.replace(data=str(tmp_path / "twelve.npz"), latent_dim=8)
         with pytest.raises(data_lib.DataError, match=r"twelve\.npz: its labels cover 12 classes, more than .* 8 noise values; pass --set latent_dim=12"):
@@ -266,11 +266,11 @@ def test_an_unconditional_class_head_takes_the_datas_classes_or_trains_without_o
     sample = config.replace(data="mnist-sample")
     assert plan(sample, log=said.append).config == sample and len(said) == 3
     # train() trains the config it is given: one the data would change is refused, saying which fields and what to call.
-    with pytest.raises(ValueError, match=r"decides .*aux_classes 10 -> 0.*gan_pkg\.plan"):
+    with pytest.raises(ValueError, match=r"decides .*num_classes 10 -> 0.*gan_pkg\.plan"):
         train(flat.replace(batch_size=4, steps=2), tmp_path / "run", verbose=0)
     planned = plan(flat.replace(batch_size=4, steps=2), log=said.append)
     result = train(planned.config, tmp_path / "run", verbose=0, data=planned.data)
-    assert result.config.aux_classes == 0 and not isinstance(result.model.discriminator.output, list)
+    assert result.config.num_classes == 0 and not isinstance(result.model.discriminator.output, list)
 
 
 # --------------------------------------------------------------------------- training
@@ -282,7 +282,7 @@ def test_training_draws_a_class_row_grid_and_resumes(trained, tmp_path):
     # One row per class, 8 columns: (8 x 30 + 2) x (10 x 30 + 2) pixels, drawn at 3x.
     assert grid.size == (3 * (8 * 30 + 2), 3 * (CLASSES * 30 + 2))
     config, model, _ = load_run(result.workdir)
-    assert model.num_classes == CLASSES and int(model.g_optimizer.iterations.numpy()) == result.step
+    assert model.conditioning.label_input_classes == CLASSES and int(model.g_optimizer.iterations.numpy()) == result.step
     noise = tf.random.stateless_normal((2, config.latent_dim), [1, 2])
     np.testing.assert_allclose(model.sample(noise, [3, 4]).numpy(), result.model.sample(noise, [3, 4]).numpy(), atol=1e-6)
 

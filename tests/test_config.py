@@ -32,7 +32,7 @@ def test_sndcgan_keeps_seed_000s_generator_and_dcgan_keeps_seed_000s_recipe():
     # (where precision and recall held at 0.8 more often; docs/BENCHMARKS.md B12), nothing else.
     default = config_lib.preset(config_lib.DEFAULT_PRESET)
     assert (default.steps, config_lib.preset("dcgan").steps) == (5000, 3000)
-    seed_000 = default.replace(preset="dcgan", aux_class_weight=0.0, aux_classes=0, noise_class_code=False, steps=3000)
+    seed_000 = default.replace(preset="dcgan", conditioning="none", num_classes=0, class_loss_weight=0.0, steps=3000)
     assert seed_000 == config_lib.preset("dcgan")
     fast, seed = config_lib.preset("sndcgan"), config_lib.preset("dcgan")
     generator_fields = [f for f in GANConfig.__dataclass_fields__ if f.startswith(("g_", "latent")) and f != "g_learning_rate"]

@@ -178,7 +178,7 @@ class RandomProjection(features.FeatureSpace):
 
 
 def test_a_space_without_the_datas_classes_reports_no_class_figures(shapes32):
-    conditional = image_config((32, 32, 3), num_classes=2)
+    conditional = image_config((32, 32, 3), conditioning="label", num_classes=2)
     sample = lambda seeds, labels: shapes32.train[np.asarray(seeds) % TRAIN] / 255.0  # noqa: E731
     result = ev.evaluate_generator(sample, conditional, num_samples=60, data=shapes32, features=RandomProjection())
     generated = result["generated"]

@@ -1,3 +1,7 @@
+import json
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -5,6 +9,8 @@ import tensorflow as tf
 from gan_pkg import data as data_lib
 from gan_pkg import gan as gan_lib
 from gan_pkg import losses, runs, runtime, training
+from gan_pkg.config import GANConfig
+from gan_pkg.recipe import Recipe
 from tiny import tiny
 
 
@@ -68,6 +74,60 @@ def test_keras_round_trip_keeps_outputs_and_optimizer_state(tmp_path):
     )
     _fit(restored, cfg, steps=2)  # and training continues from there
     assert int(restored.g_optimizer.iterations) == 5
+
+
+def test_the_recipe_is_one_dict_in_the_checkpoint_and_comes_back(tmp_path):
+    cfg = tiny("dcgan-classcode", ema_decay=0.9, label_smoothing=0.1, augment="translation")
+    model = training.build_gan(cfg)
+    assert model.get_compile_config()["recipe"] == Recipe.of(cfg).to_dict()
+    assert model.get_config()["conditioning"] == {"mode": "noise-code", "classes": 10, "class_head": True}
+    path = tmp_path / "gan.keras"
+    model.save(path)
+    restored = runs.load_checkpoint(path)
+    assert (restored.recipe, restored.conditioning) == (model.recipe, model.conditioning)
+    assert restored.ema_generator is not None
+
+
+def _as_written_before_the_recipe(path: Path, ema_decay: float) -> None:
+    """Rewrite a checkpoint's config.json the way gan_pkg wrote it before Conditioning and
+    Recipe: num_classes / noise_code_classes / ema_decay in the model's config, the recipe's
+    fields as compile arguments (augment_policy, aux_class_weight)."""
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    saved = json.loads(files["config.json"])
+    conditioning = saved["config"].pop("conditioning")
+    saved["config"].update(num_classes=0, noise_code_classes=conditioning["classes"], ema_decay=ema_decay)
+    recipe = saved["compile_config"].pop("recipe")
+    names = {"augment": "augment_policy", "class_loss_weight": "aux_class_weight"}
+    saved["compile_config"].update({names.get(k, k): v for k, v in recipe.items() if k != "ema_decay"})
+    files["config.json"] = json.dumps(saved).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+
+
+def test_a_checkpoint_written_before_the_recipe_still_loads_and_trains(tmp_path):
+    cfg = tiny("dcgan-classcode", ema_decay=0.9, label_smoothing=0.1)
+    model = training.build_gan(cfg)
+    _fit(model, cfg, steps=2)
+    path = tmp_path / "old.keras"
+    model.save(path)
+    _as_written_before_the_recipe(path, ema_decay=0.9)
+    assert "recipe" not in json.loads(zipfile.ZipFile(path).read("config.json"))["compile_config"]
+    restored = runs.load_checkpoint(path)
+    assert (restored.recipe, restored.conditioning) == (model.recipe, model.conditioning)
+    noise = tf.random.stateless_normal((4, cfg.latent_dim), [1, 2])
+    np.testing.assert_allclose(model.ema_generator(noise), restored.ema_generator(noise), atol=1e-6)
+    _fit(restored, cfg, steps=1)
+    assert int(restored.g_optimizer.iterations) == 3
+    # Its config.json (the run's, or an export's gan_pkg.json) converts the same way.
+    old = {**json.loads(cfg.to_json()), "aux_classes": 10, "aux_class_weight": 1.0, "noise_class_code": True}
+    for name in ("conditioning", "num_classes", "class_loss_weight"):
+        del old[name]
+    assert GANConfig.from_dict(old) == cfg
+    old_cdcgan = {**json.loads(tiny("cdcgan").to_json()), "aux_class_weight": 1.0}
+    del old_cdcgan["conditioning"], old_cdcgan["class_loss_weight"]
+    assert GANConfig.from_dict(old_cdcgan) == tiny("cdcgan")
 
 
 def test_ema_generator_is_exported_and_lags_the_live_one():

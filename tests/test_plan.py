@@ -29,7 +29,7 @@ def test_a_colour_folder_with_classes_trains_at_its_own_size_and_colour(tmp_path
     planned = _plan(tiny("dcgan-classcode", data=str(folder), holdout=10), said)
     assert said == [f"{folder}: 60 images, 64×64 RGB, 2 classes (circle, square) -> training at 64×64×3"]
     config = planned.config
-    assert (config.image_shape, config.aux_classes, config.class_names) == ((64, 64, 3), 2, ("circle", "square"))
+    assert (config.image_shape, config.num_classes, config.class_names) == ((64, 64, 3), 2, ("circle", "square"))
     assert planned.data.train.shape[1:] == (64, 64, 3) and set(planned.data.train_labels) == {0, 1}
     generator, discriminator = architectures.build(config)
     assert generator.output_shape[1:] == (64, 64, 3)

@@ -72,7 +72,7 @@ def test_written_records_read_back_as_the_same_pixels_labels_and_split(shapes, e
     for field in ("train", "holdout", "train_labels", "holdout_labels"):
         np.testing.assert_array_equal(getattr(records, field), getattr(source, field), err_msg=field)
     planned = read(examples, DEFAULT_PRESET)  # the default preset's class head: 2 classes, numeric names
-    assert (planned.config.aux_classes, planned.config.class_names, planned.config.image_shape) == (2, (), (32, 32, 3))
+    assert (planned.config.num_classes, planned.config.class_names, planned.config.image_shape) == (2, (), (32, 32, 3))
     assert f"{examples}: 40 images, 32×32 RGB, 2 classes (0, 1) -> training at 32×32×3" in planned.summary
 
 

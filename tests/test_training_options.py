@@ -125,11 +125,11 @@ def test_tune_recipe_searches_every_option_and_only_for_images():
     hp.values.update(augment="translation,cutout", d_spectral_norm=True, lr_schedule="cosine", ema_decay=0.999)
     chosen = model.config_for(hp)
     assert (chosen.augment, chosen.d_spectral_norm, chosen.lr_schedule, chosen.ema_decay) == ("translation,cutout", True, "cosine", 0.999)
-    assert "aux_class_weight" not in hp.values  # no labels in use: no class head to weigh
+    assert "class_loss_weight" not in hp.values  # no labels in use: no class head to weigh
     conditional = hypermodel.GANHyperModel(GANConfig.resolve("cdcgan"), "unused", tune_recipe=True)
     hp = kt.HyperParameters()
-    assert conditional.config_for(hp).aux_class_weight == 1.0 and "aux_class_weight" in hp.values
-    hp.values.update(aux_class_weight=0.0)
-    assert conditional.config_for(hp).aux_class_weight == 0.0
+    assert conditional.config_for(hp).class_loss_weight == 1.0 and "class_loss_weight" in hp.values
+    hp.values.update(class_loss_weight=0.0)
+    assert conditional.config_for(hp).class_loss_weight == 0.0
     with pytest.raises(ValueError, match="1-D samples"):
         hypermodel.GANHyperModel(GANConfig.resolve("dist1d"), "unused", tune_recipe=True)

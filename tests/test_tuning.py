@@ -81,7 +81,7 @@ def test_run_fn_exports_what_it_trained_on_data_whose_classes_differ_from_the_pr
     trained_config, model, _ = runs.load_run(fn_args.model_run_dir)
     exported = json.loads((tmp_path / "serving" / "assets.extra" / "gan_pkg.json").read_text())["config"]
     assert exported == json.loads(trained_config.to_json())
-    assert (trained_config.aux_classes, trained_config.image_shape, trained_config.class_names) == (2, (32, 32, 3), ("circle", "square"))
+    assert (trained_config.num_classes, trained_config.image_shape, trained_config.class_names) == (2, (32, 32, 3), ("circle", "square"))
     noise = np.random.default_rng(0).standard_normal((3, trained_config.latent_dim)).astype(np.float32)
     served = session_loader.SessionModel(tmp_path / "serving").run(contract.SERVING_DEFAULT, {contract.NOISE: noise})[contract.IMAGES]
     expected = (np.asarray(model.inference_generator(noise, training=False), np.float32) + 1.0) / 2.0
@@ -237,7 +237,7 @@ def test_tuner_fn_searches_the_tfrecords_tfx_hands_it(pipeline):
     (trial,) = tuner.oracle.trials.values()
     assert trial.status == "COMPLETED" and math.isfinite(trial.metrics.get_last_value("val_fid"))
     assert (tuner.hypermodel.base.data, tuner.hypermodel.base.holdout_data) == tuple(pipeline.tuner_args.train_files + pipeline.tuner_args.eval_files)
-    assert tuner.hypermodel.base.aux_classes == 2  # the class head: labels read from the records
+    assert tuner.hypermodel.base.num_classes == 2  # the class head: labels read from the records
     data, written = tuner.hypermodel.data, pipeline.written
     for field in ("train", "holdout", "train_labels", "holdout_labels"):  # trained on Split-train, scored against Split-eval
         assert (getattr(data, field) == getattr(written, field)).all(), field
