@@ -243,6 +243,8 @@ class ValFID(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
 
     def compute(self) -> dict:
+        if self.features is None:
+            raise features_lib.FeatureSpaceUnavailable(f"no feature space to measure val_fid in for {self.config.data}")
         batches = [slice(i, i + self.batch_size) for i in range(0, int(self.noise.shape[0]), self.batch_size)]
         images = np.concatenate(
             [

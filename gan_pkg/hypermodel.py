@@ -2,8 +2,8 @@
 
 `build(hp)` maps the searched values onto the preset's config and builds the
 GAN; `fit(hp, model, ...)` trains it with `training.train` (keras-tuner's own
-callbacks ride along) and returns `val_fid` measured by the package's
-evaluator, the objective keras-tuner minimises.
+callbacks ride along) and returns `val_fid`, the objective keras-tuner minimises,
+measured as `python -m gan_pkg.fit --val-fid-every` measures it (callbacks.ValFID).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import keras_tuner as kt
 
-from gan_pkg import evaluate, features, runtime, training
+from gan_pkg import callbacks as callbacks_lib
+from gan_pkg import features, runtime, training
 from gan_pkg.config import LR_SCHEDULES, GANConfig
 
 # The recipe options --tune-recipe searches (image presets): DiffAugment policies, spectral
@@ -91,15 +92,10 @@ class GANHyperModel(kt.HyperModel):
         started = time.monotonic()
         # verbose=None: train() picks a live bar on a terminal, a line per epoch in logs.
         result = training.train(config, workdir, verbose=None if verbose else 0, extra_callbacks=list(callbacks), model=model, data=self.data)
-        scores = evaluate.evaluate_generator(
-            evaluate.keras_sample_fn(result.model.inference_generator, config),
-            config,
-            num_samples=self.num_eval_samples,
-            data=result.data,
-            features=self.features,
-        )
+        # The same val_fid as `fit --val-fid-every` logs (callbacks.ValFID): one implementation.
+        scorer = callbacks_lib.ValFID(config, data=result.data, features=self.features, num_samples=self.num_eval_samples)
+        scorer.set_model(result.model)
         return {
-            "val_fid": scores["generated"]["fid"],
-            "val_kid": scores["generated"]["kid"],
+            **scorer.compute(),
             "seconds": time.monotonic() - started,
         }
