@@ -43,7 +43,7 @@ Behaviour worth knowing:
   so is its error from the model's status.
 - a gRPC request over --grpc_channel_arguments' grpc.max_receive_message_length
   (default here 64 MiB; TF Serving's is 2 GiB) gets RESOURCE_EXHAUSTED, and so does a
-  REST body over the same size (HTTP 413, unread); bytes that do not parse as the request
+  REST body over the same size (HTTP 413: unread when announced, a chunked one once it passes the limit); bytes that do not parse as the request
   message get INVALID_ARGUMENT; a REST client that stops sending mid-body is cut off
   after 30 s (HTTP 400).
 - --port 0 picks a free gRPC port (the ready line names it); --rest_api_port 0 disables REST.

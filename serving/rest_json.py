@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from gan_pkg import contract
-from serving.errors import _invalid
+from serving.errors import ServingError, _invalid
 from serving.validation import _tf, check_input
 
 _TYPE_NAMES = {bool: "booleans", str: "strings", type(None): "nulls", dict: "objects", list: "nested lists", int: "integers",
@@ -198,6 +198,78 @@ def rest_predict(core, spec, body) -> dict:
         ((key, value),) = outputs.items()
         return {"outputs": json_output(value, key)}
     return {"outputs": {k: json_output(v, k) for k, v in outputs.items()}}
+
+
+def _check_example(example, name_of_list: str):
+    """MakeExampleFromJsonObject's checks: an object of features, each a value or a flat list of
+    values of one kind (int64: integers and booleans, float, bytes: strings and {"b64": ...})."""
+    if not isinstance(example, dict):
+        raise _invalid(f"Example must be JSON object but got JSON {type(example).__name__} (in '{name_of_list}')")
+    for feature, content in example.items():
+        kinds = set()
+        for value in content if isinstance(content, list) else [content]:
+            if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+                kinds.add("bytes")
+            elif type(value) in (int, bool, float, str):
+                if type(value) is int and value > 2**63 - 1:
+                    raise _invalid(f"Feature: {feature} has uint64_t element. Only int64_t is supported.")
+                kinds.add({str: "bytes", float: "float"}.get(type(value), "int64"))
+            else:
+                raise _invalid(f"Feature: {feature} has element with unexpected JSON type: {type(value).__name__}")
+        if len(kinds) > 1:
+            raise _invalid(f"Unexpected element type in feature: {feature} expecting type: {min(kinds)}")
+
+
+def _signature_problem(signature, verb: str) -> str | None:
+    """Why PreProcessClassification / PreProcessRegression (classifier.cc, regressor.cc) refuse
+    a signature; None where they would not."""
+    inputs, outputs = signature.inputs, signature.outputs
+    kind = "classification" if verb == "classify" else "regression"
+    if len(inputs) != 1:
+        return "Expected one input Tensor."
+    if verb == "classify" and len(outputs) not in (1, 2):
+        return f"Expected one or two output Tensors, found {len(outputs)}"
+    if verb == "regress" and len(outputs) != 1:
+        return "Expected one output Tensor."
+    if "inputs" not in inputs:
+        return f"No {kind} inputs found in SignatureDef: {signature}"
+    if verb == "classify" and not {"classes", "scores"} & set(outputs):
+        return f'Expected classification signature outputs to contain at least one of "classes" or "scores". Signature was: {signature}'
+    if verb == "regress" and "outputs" not in outputs:
+        return f"No regression outputs found in SignatureDef: {signature}"
+    return None
+
+
+def classify_or_regress(core, spec, body, verb: str) -> dict:
+    """TF Serving's REST classify and regress, which this server cannot run (its models take
+    tensors, not tf.Examples). Checked in TF Serving's order, so each request gets TF Serving's
+    status: the body (FillClassifyRegressRequestFromJson, json_tensor.cc: 400), the model and
+    version (404), the signature (400); one that passes every check is UNIMPLEMENTED (501)."""
+    if not isinstance(body, dict):
+        raise _invalid("request body Is not object")
+    signature_name = body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise _invalid("request body not formatted correctly. 'signature_name' key must be a string value.")
+    if "context" in body:
+        _check_example(body["context"], "context")
+    if "examples" not in body:  # TF Serving's wording, for regress too
+        raise _invalid("When method is classify, key 'examples' is expected and was not found")
+    examples = body["examples"]
+    if not isinstance(examples, list):
+        raise _invalid("Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise _invalid("'examples' value is an empty array")
+    for example in examples:
+        _check_example(example, "examples")
+    del body, examples
+    servable = core.servable(spec)
+    name = signature_name or contract.SERVING_DEFAULT
+    if name not in servable.signature_defs:
+        raise _invalid(f"No signature was found with the name: {name}")
+    problem = _signature_problem(servable.signature_defs[name], verb)
+    if problem:
+        raise _invalid(problem)
+    raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{verb} is not implemented by this server; send the signature's tensors to :predict")
 
 
 def status_json(response) -> dict:
