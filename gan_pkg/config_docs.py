@@ -2,7 +2,7 @@
 
     python -m gan_pkg.config_docs > docs/CONFIG.md
 
-tests/test_config_docs.py fails when the file and this output differ.
+tests/config/test_config_docs.py fails when the file and this output differ.
 """
 
 from __future__ import annotations

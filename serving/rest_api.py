@@ -1,7 +1,7 @@
 """TF Serving's REST API (/v1/models/...) and the Prometheus metrics endpoint, served by aiohttp.
 
 Requests are routed as TF Serving routes them (tensorflow_serving/model_servers/http_server.cc,
-http_rest_api_util.cc, http_rest_api_handler.cc; tests/test_serving_rest_routing.py holds the
+http_rest_api_util.cc, http_rest_api_handler.cc; tests/serving/test_serving_rest_routing.py holds the
 table): a path and query matching (?i)/v1/.* go to the REST handler, anything else is 404; the
 handler matches its two patterns (POST: ...:classify|regress|predict, GET: status and metadata)
 in full, case-insensitively, against the path *with* its query, decodes %XX in the model name and
@@ -99,7 +99,7 @@ def _forget(error: BaseException) -> None:
     """Drop the frames an exception holds. Their locals hold the request (raw and parsed body,
     decoded arrays), and a frame that refers back to the exception makes a cycle that only the
     garbage collector frees, so a failed large request would keep many times its size alive
-    until the collector runs (tests/test_serving_rest.py checks RSS stays flat)."""
+    until the collector runs (tests/serving/test_serving_rest.py checks RSS stays flat)."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))

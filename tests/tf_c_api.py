@@ -9,7 +9,7 @@ This script never imports tensorflow (nor any project package); the shared
 libraries are located with importlib.util.find_spec, which does not execute
 the package.
 
-Used by tests/test_tf_serving_loader.py to confirm that the C API agrees with
+Used by tests/export/test_tf_serving_loader.py to confirm that the C API agrees with
 gan_pkg/session_loader.py (the Python path to the same loader) on real exports.
 
 Usage:

@@ -26,7 +26,7 @@ from PIL import Image
 from gan_pkg import architectures, contract, export, session_loader
 from gan_pkg import config as config_lib
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PRESETS = ["dcgan-classcode", "dcgan", "conv", "mlp", "dist1d", "conv-tanh"]  # the default first
 BATCH = 3
 

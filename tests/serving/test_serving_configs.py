@@ -13,7 +13,7 @@ from google.protobuf import text_format
 from gan_pkg import contract
 from serving import protos
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SERVING = REPO / "serving"
 
 # tensorflow_model_server's flags, copied from tensorflow_serving/model_servers/main.cc (2.20.0).

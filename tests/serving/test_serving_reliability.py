@@ -3,7 +3,7 @@ SIGTERM drain, bind address, TLS, allowed model roots, and the CLIs' one-line er
 
 Everything runs on 127.0.0.1 with fixed request counts and bounded waits. Counts are
 scaled to a 2-core machine (see SOAK_REQUESTS); the ideal soak (20,000 requests from 32
-clients) is `GAN_SOAK_REQUESTS=20000 pytest tests/test_serving_reliability.py -k soak`.
+clients) is `GAN_SOAK_REQUESTS=20000 pytest tests/serving/test_serving_reliability.py -k soak`.
 """
 
 import concurrent.futures

@@ -7,7 +7,7 @@ from pathlib import Path
 from gan_pkg import config_docs
 from gan_pkg.config import GANConfig
 
-CONFIG_MD = Path(__file__).resolve().parent.parent / "docs" / "CONFIG.md"
+CONFIG_MD = Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md"
 
 
 def test_config_md_is_what_the_config_generates():

@@ -122,7 +122,7 @@ def _read_until_closed(sock, limit_s=10.0):
 def test_refused_request_with_a_body_leaves_the_connection_in_step(rest_server, path, expected):
     """A refused request must still have its body consumed: otherwise the next request on the
     same keep-alive connection is parsed from the leftover body. (TF Serving's statuses:
-    tests/test_serving_rest_routing.py.)"""
+    tests/serving/test_serving_rest_routing.py.)"""
     connection = _connection(rest_server)
     try:
         status, payload, _ = _exchange(connection, "POST", path, json.dumps({"instances": [1, 2, 3]}).encode())

@@ -370,7 +370,7 @@ def test_rest_body_limits_and_broken_headers(fuzz_server):
         while chunk := s.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413") and b"Connection: close" in answer, answer[:200]
-    # A chunked body is read as TF Serving reads it (tests/test_serving_rest_routing.py); one whose
+    # A chunked body is read as TF Serving reads it (tests/serving/test_serving_rest_routing.py); one whose
     # chunk framing is junk is 400.
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(b"POST /v1/models/gan:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
