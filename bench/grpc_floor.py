@@ -1,4 +1,4 @@
-"""How close can a Python gRPC server get to an in-process call? The floors under bench/serving.py's
+"""How close can a Python gRPC server get to an in-process call? The floors under bench/serving_latency.py's
 two gRPC targets, measured part by part on this machine.
 
     python bench/grpc_floor.py [--requests 2000] [--clients 16]
@@ -11,9 +11,9 @@ Rows (each server a subprocess, clients in this process, 127.0.0.1 only, every l
                     out, nothing else (no validation, metrics, batching): the least a Predict server
                     in Python can do around the model; p50 at batch 1 against the in-process call
   batcher only      16 threads calling serving's ModelServer.predict_arrays with batching on, in one
-                    process, no gRPC: what the batcher delivers of in-process batch-16 images/s
+                    process, no gRPC: what the batcher delivers of the in-process images/s at batch 16
 
-Read with bench/serving.py: if `minimal Predict` is already above 1.3x in-process at batch 1, no
+Read with bench/serving_latency.py: if `minimal Predict` is already above 1.3x in-process at batch 1, no
 handler code can meet target 1 with grpcio; `batcher only` bounds target 3 from above.
 """
 
@@ -32,8 +32,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-if __name__ == "__main__":  # run as a script from a checkout: import the package next to bench/
-    sys.path.insert(0, str(ROOT))
 
 PAYLOAD = b"\0" * 3136  # one 28x28 float32 image
 SERVICE, METHOD = "bench.Echo", "Call"

@@ -10,7 +10,7 @@ the held-out split, as `python -m gan_pkg.evaluate` measures it) is taken every
 it keeps one). A contender is `tutorial` (tutorial 000's train_on_batch loop), a preset
 name, or a preset with changes: `dcgan:ema_decay=0.999,reuse_fakes=true`.
 Prints the CPU model and ISA flags, then for each contender the seconds to
-reach FID 20, 10, 5 and 3 (interpolated between probes) and its FID at the budget.
+reach each FID of TARGETS (interpolated between probes) and its FID at the budget.
 """
 
 from __future__ import annotations

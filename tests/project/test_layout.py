@@ -1,25 +1,39 @@
 """The tree stays readable: no import circle between the project's modules,
-no module a newcomer cannot read in one sitting, nothing done at import time."""
+no module a newcomer cannot read in one sitting, nothing done at import time.
+bench/'s scripts keep the same rules, and run as they are: no sys.path edits, no
+script named like a module it would shadow."""
 
 import ast
 import io
 import re
+import subprocess
+import sys
 import tokenize
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("gan_pkg", "serving", "tuning")
+BENCH = REPO / "bench"  # scripts, not a package
 MAX_LINES = 500
 
 
+def _bench_scripts() -> list[Path]:
+    return sorted(BENCH.glob("*.py"))
+
+
 def _modules() -> dict[str, Path]:
+    """Every module the rules cover, by the name it is imported under: the packages' by dotted
+    name, bench/'s scripts by file name (`python bench/x.py` puts bench/ first on sys.path,
+    so a script imports its siblings by name)."""
     found = {}
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             parts = path.relative_to(REPO).with_suffix("").parts
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for path in _bench_scripts():
+        found.setdefault(path.stem, path)  # a clash is test_no_bench_script_shadows_a_module's to report
     return found
 
 
@@ -86,8 +100,9 @@ def test_the_cycle_finder_finds_a_circle():
 
 @pytest.mark.parametrize("name", sorted(_modules()))
 def test_module_is_short_enough_to_read(name):
-    lines = len(_modules()[name].read_text().splitlines())
-    assert lines <= MAX_LINES, f"{name} has {lines} lines; split it by responsibility"
+    path = _modules()[name]
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{name} ({path.relative_to(REPO)}) has {lines} lines; split it by responsibility"
 
 
 def _module_level_statements(tree: ast.Module):
@@ -106,6 +121,25 @@ def test_import_changes_neither_sys_path_nor_the_environment(name):
             continue
         text = ast.unparse(statement)
         assert "sys.path" not in text and "os.environ" not in text, f"{name} at import: {text}"
+
+
+@pytest.mark.parametrize("path", _bench_scripts(), ids=lambda p: p.name)
+def test_bench_scripts_leave_sys_path_alone(path):
+    """Not even when run as scripts: with the package installed, `python bench/x.py` finds
+    gan_pkg, serving, tuning and its sibling scripts as it is."""
+    edits = [ast.unparse(node) for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Attribute) and node.attr == "path" and ast.unparse(node.value) == "sys"]
+    assert edits == [], f"{path.name} edits sys.path: {edits}"
+
+
+def test_no_bench_script_shadows_a_module(tmp_path):
+    """bench/ comes first on a script's sys.path, so a script named like a module (bench/serving.py
+    once: the serving package) would replace it for every import of that run. Asked of a fresh
+    interpreter in an empty folder, the environment a script runs in minus bench/."""
+    names = [path.stem for path in _bench_scripts()]
+    code = "import importlib.util, sys; print(*(n for n in sys.argv[1:] if importlib.util.find_spec(n)))"
+    found = subprocess.run([sys.executable, "-c", code, *names], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert found == [], f"rename these bench scripts: {found}"
 
 
 # A measured figure: an FID, a throughput, a speed-up, or a duration something ran or took.

@@ -1,27 +1,24 @@
 """The benchmark scripts' own logic: they run rarely, so a broken one would go unseen."""
 
-import importlib.util
-import sys
+import importlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+# bench/ is on pytest's pythonpath (pyproject.toml): its scripts import by name, as they do
+# when run (`python bench/x.py` puts bench/ first); none shadows a package (tests/project/test_layout.py).
+import time_to_quality
+import train_throughput
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def _load(name: str):
-    """A bench script as a module, without putting bench/ on sys.path (its serving.py
-    would shadow the serving package for every later test in the worker)."""
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_throughput = _load("train_throughput")  # first: time_to_quality imports it by name
-time_to_quality = _load("time_to_quality")
+@pytest.mark.parametrize("name", sorted(path.stem for path in BENCH.glob("*.py")))
+def test_every_bench_script_imports(name):
+    importlib.import_module(name)
 
 
 def test_contenders_are_presets_with_changes_and_bad_ones_fail_before_training():
@@ -57,7 +54,8 @@ def test_throughput_bench_measures_a_matmul_peak_and_counts_fewer_flops_with_one
 def test_grpc_floor_runs_end_to_end_and_prints_every_row(capsys):
     """bench/grpc_floor.py with tiny counts: both echo servers, the minimal Predict server and
     the batcher answer, and each row reports finite numbers."""
-    grpc_floor = _load("grpc_floor")
+    import grpc_floor
+
     assert grpc_floor.main(["--requests", "20", "--clients", "2", "--per-client", "5"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split("|")[1].strip().split(",")[0] for row in rows] == ["echo", "echo", "minimal Predict", "batcher only"]
@@ -68,9 +66,10 @@ def test_ema_sweep_copies_equal_the_ema_generator_training_keeps_and_are_scored_
     """bench/ema_sweep.py answers "what would --set ema_decay=d give?" from one run: its copy at
     decay d must be, weight for weight and batch-norm statistic for statistic, the EMA generator
     that training with ema_decay=d keeps and exports."""
-    ema_sweep = _load("ema_sweep")
-    from gan_pkg import training
+    import ema_sweep
     from tiny import tiny
+
+    from gan_pkg import training
 
     scored = []
     copies = ema_sweep.EMACopies([0.5, 0.9], probe_steps=[5, 12, 20], score=lambda generator: scored.append(generator) or dict.fromkeys(ema_sweep.COLUMNS, 1.0))
@@ -84,3 +83,39 @@ def test_ema_sweep_copies_equal_the_ema_generator_training_keeps_and_are_scored_
     # The one epoch crossed steps 5 and 12: scored once, the live generator then every copy.
     assert [(step, name) for step, name, _ in copies.rows] == [(12, "live"), (12, "EMA 0.5"), (12, "EMA 0.9")]
     assert scored == [model.generator, copies.copies[0.5], copies.copies[0.9]] and copies.probe_steps == [20]
+
+
+def test_serving_latency_parses_columnar_rest_responses_and_refuses_others():
+    """bench/serving_latency.py's REST client reads `{"outputs": [[...]]}` with NumPy's parser."""
+    import serving_latency_servers as servers
+
+    images = (np.arange(8, dtype=np.float32) / 7).reshape(2, 2, 2, 1)
+    payload = json.dumps({"outputs": images.tolist()}).encode()
+    np.testing.assert_array_equal(servers.rest_images(payload, 2, (2, 2, 1)), images)
+    with pytest.raises(servers.Failure, match="holds 8 values, expected 3 images"):
+        servers.rest_images(payload, 3, (2, 2, 1))
+    with pytest.raises(servers.Failure, match="unexpected REST response"):
+        servers.rest_images(b'{"error": "Malformed request"}', 2, (2, 2, 1))
+
+
+def test_serving_latency_targets_follow_the_cells_and_measure_a_missing_batching_size(capsys):
+    """Target 1 compares p50s; target 3 compares with the in-process rate at the batch the
+    server can form, measured on demand when the table lacks it."""
+    import serving_latency_report as report
+    import serving_latency_timing as timing
+
+    def cell(mode, latency, images):
+        c = timing.Cell(mode, 1)
+        c.add([latency] * 10, images, 1.0, [], 0.0, 0.0)
+        return c
+
+    cells = {("in-process", 1): cell("in-process", 0.010, 100), ("grpc", 1): cell("grpc", 0.012, 80),
+             ("grpc x2 +batching", 1): cell("grpc x2 +batching", 0.020, 90)}
+    asked = []
+    assert report.print_targets(cells, [1], 2, 4, None, lambda rows: asked.append(rows) or 100.0) is True
+    assert asked == [2]  # min(2 clients x 1 row, max_batch_size 4)
+    out = capsys.readouterr().out
+    assert "within 1.3x of in-process: met" in out and "at batch 2 = 90% met" in out and "no errors under load: met (no failure in 30" in out
+    cells[("grpc", 1)] = cell("grpc", 0.014, 80)
+    assert report.print_targets(cells, [1], 2, 4, None, lambda rows: 100.0) is False
+    assert "within 1.3x of in-process: NOT met" in capsys.readouterr().out
