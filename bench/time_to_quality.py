@@ -1,22 +1,26 @@
 """Time to quality: FID against training wall-clock, for the tutorials' loop and any presets.
 
     python bench/time_to_quality.py [--contenders tutorial dcgan dcgan-classcode ...] [--budget 900] [--every 60]
+                                    [--seeds 0 1 2] [--plot curves.png]
 
-Each contender trains on the bundled MNIST sample from the same seed for
+Each contender trains on the bundled MNIST sample, once per seed, for
 `--budget` seconds of training (the clock stops while FID is measured); FID
 (the shipped classifier's features, `--num-samples` images from fixed noise vs
 the held-out split, as `python -m gan_pkg.evaluate` measures it) is taken every
 `--every` seconds, through the generator the preset exports (the EMA copy when
 it keeps one). A contender is `tutorial` (tutorial 000's train_on_batch loop), a preset
 name, or a preset with changes: `dcgan:ema_decay=0.999,reuse_fakes=true`.
-Prints the CPU model and ISA flags, then for each contender the seconds to
-reach each FID of TARGETS (interpolated between probes) and its FID at the budget.
+Prints the CPU model and ISA flags, then for each contender and seed the seconds
+to reach each FID of TARGETS (interpolated between probes), its FID and steps at
+the budget, and each contender's median over seeds; `--plot` draws every curve.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from pathlib import Path
 
 from gan_pkg.cli import import_tensorflow_quietly
 
@@ -29,7 +33,7 @@ from train_throughput import TutorialLoop, cpu_description  # noqa: E402  (bench
 
 from gan_pkg import config as config_lib  # noqa: E402
 from gan_pkg import data as data_lib  # noqa: E402
-from gan_pkg import evaluate, runtime, training  # noqa: E402
+from gan_pkg import evaluate, pictures, runtime, training  # noqa: E402
 from gan_pkg.gan import sample_latent  # noqa: E402
 
 CHUNK_STEPS = 25  # steps between clock reads
@@ -100,27 +104,60 @@ def run_contender(name, config, data, probe, budget, every):
         return race(name, fit, sampler, probe, budget, every), f"{precision}, {xla}"
 
 
+def save_curves(results, path: Path) -> Path:
+    """FID (log scale) against training seconds: one colour per contender, one line per seed."""
+    plt = pictures._pyplot()
+    fig, axis = plt.subplots(figsize=(7, 4.2))
+    names = list(dict.fromkeys(name for name, *_ in results))
+    for name, seed, curve, _ in results:
+        colour = f"C{names.index(name)}"
+        first = seed == min(s for n, s, *_ in results if n == name)
+        axis.plot([t for t, _, _ in curve[1:]], [f for _, _, f in curve[1:]], color=colour, marker=".", alpha=0.8, label=name if first else None)
+    axis.set_yscale("log")
+    axis.set_xlabel("seconds of training")
+    axis.set_ylabel("FID (log scale)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contenders", nargs="+", default=["tutorial", "dcgan", config_lib.DEFAULT_PRESET], help="tutorial (its train_on_batch loop), a preset, or preset:field=value,...")
-    parser.add_argument("--budget", type=float, default=900.0, help="training seconds per contender")
+    parser.add_argument("--budget", type=float, default=900.0, help="training seconds per contender and seed")
     parser.add_argument("--every", type=float, default=60.0, help="seconds of training between FID probes")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of every contender per seed (default: %(default)s)")
     parser.add_argument("--num-samples", type=int, default=evaluate.DEFAULT_NUM_SAMPLES, help="generated images per FID probe")
+    parser.add_argument("--plot", type=Path, help="draw every curve into this PNG")
     args = parser.parse_args()
     contenders = [parse_contender(spec) for spec in args.contenders]  # bad specs fail before any training
 
     print(f"# Time to quality (TF {tf.__version__}); CPU: {cpu_description()}", flush=True)
     data = data_lib.load(contenders[0][1])
     probe = FIDProbe(contenders[0][1], data.holdout, args.num_samples)
-    results = [(name, *run_contender(name, config, data, probe, args.budget, args.every)) for name, config in contenders]
+    results = [
+        (name, seed, *run_contender(name, config.replace(seed=seed), data, probe, args.budget, args.every))
+        for name, config in contenders for seed in args.seeds
+    ]
 
     print(f"\n{args.budget:.0f} s of training each; FID of {args.num_samples} samples vs the {len(data.holdout)} held-out digits\n")
-    print("| contender | run as | " + " | ".join(f"s to FID {t:g}" for t in TARGETS) + " | FID at budget | steps |")
-    print("|---|---|" + "---:|" * (len(TARGETS) + 2))
-    for name, curve, how in results:
+    print("| contender | seed | run as | " + " | ".join(f"s to FID {t:g}" for t in TARGETS) + " | FID at budget | steps |")
+    print("|---|---:|---|" + "---:|" * (len(TARGETS) + 2))
+    for name, seed, curve, how in results:
         reached = [seconds_to(curve, target) for target in TARGETS]
         cells = " | ".join("-" if r is None else f"{r:.0f}" for r in reached)
-        print(f"| {name} | {how} | {cells} | {curve[-1][2]:.2f} | {curve[-1][1]} |")
+        print(f"| {name} | {seed} | {how} | {cells} | {curve[-1][2]:.2f} | {curve[-1][1]} |")
+    if len(args.seeds) > 1:
+        print()
+        for name, _ in contenders:
+            finals = [curve[-1][2] for n, _, curve, _ in results if n == name]
+            print(f"{name}: median FID at budget {statistics.median(finals):.2f} (range {min(finals):.2f}-{max(finals):.2f})")
+    if args.plot:
+        print(f"curves: {save_curves(results, args.plot)}")
 
 
 if __name__ == "__main__":

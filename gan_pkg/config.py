@@ -278,9 +278,12 @@ PRESETS: dict[str, GANConfig] = {
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
     # (projection and class head). Far ahead of `dcgan` at `dcgan`'s budget, and trained for
     # 5,000 steps because precision and recall held together more often there than at 3,000
-    # (docs/BENCHMARKS.md B9-B12). Data without labels trains plain tutorial 000 (one line says so).
+    # (docs/BENCHMARKS.md B9-B12). Both learning rates 3x tutorial 000's and a short-horizon EMA
+    # generator exported: far fewer steps to the same FID, so a time-limited run (make demo)
+    # ends on good digits (BENCHMARKS.md A6). Data without labels trains plain tutorial 000.
     "dcgan-classcode": dataclasses.replace(
-        DCGAN, preset="dcgan-classcode", conditioning="noise-code", num_classes=10, class_loss_weight=1.0, steps=5000
+        DCGAN, preset="dcgan-classcode", conditioning="noise-code", num_classes=10, class_loss_weight=1.0, steps=5000,
+        g_learning_rate=6e-4, d_learning_rate=6e-4, ema_decay=0.99,
     ),
     # Tutorial 000's DCGAN conditioned on the digit: the label joins G's noise and D's projection
     # head; AC-GAN's class loss beside the projection raised label accuracy and lowered FID

@@ -119,3 +119,13 @@ def test_serving_latency_targets_follow_the_cells_and_measure_a_missing_batching
     cells[("grpc", 1)] = cell("grpc", 0.014, 80)
     assert report.print_targets(cells, [1], 2, 4, None, lambda rows: 100.0) is False
     assert "within 1.3x of in-process: NOT met" in capsys.readouterr().out
+
+
+def test_curves_of_every_contender_and_seed_are_drawn(tmp_path):
+    curve = [(0.0, 0, 300.0), (30.0, 100, 40.0), (60.0, 200, 12.0)]
+    results = [("dcgan", 0, curve, "mixed_bfloat16"), ("dcgan", 1, curve[:2], "mixed_bfloat16"), ("tutorial", 0, curve, "float32")]
+    path = time_to_quality.save_curves(results, tmp_path / "curves" / "ttq.png")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 300
