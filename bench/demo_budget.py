@@ -3,9 +3,10 @@
     python bench/demo_budget.py [--max-time 4m] [--seeds 0 1 2] [--preset P] [--set field=value ...]
 
 Each seed runs the two commands a user runs, in a fresh folder under --root, one after the
-other (never two trainings at once: on 2 cores every timing would be wrong), then prints the
-CPU, one row per seed (steps reached, FID against the floor, classifier score, precision,
-recall, classes over 5% of samples) and the median. `--set` goes to `fit` unchanged, so a
+other (never two trainings at once: on 2 cores every timing would be wrong), and keeps what
+both printed (`<root>/seed<N>/output.txt`). Prints the CPU, one row per seed (steps reached,
+FID against the floor, classifier score, precision, recall, classes over 5% of samples) and
+the median. `--set` goes to `fit` unchanged, so a
 candidate recipe is measured exactly as its users would run it.
 """
 
@@ -38,6 +39,8 @@ def run_seed(seed: int, args, root: Path) -> dict:
     evaluated = subprocess.run([sys.executable, "-m", "gan_pkg.evaluate", "--export", str(export_base / "gan")], capture_output=True, text=True)
     if evaluated.returncode:
         raise SystemExit(f"seed {seed}: evaluate failed:\n{evaluated.stderr[-3000:]}")
+    # What a user would have seen, kept beside the run (README's "it prints" comes from here).
+    (root / f"seed{seed}" / "output.txt").write_text(trained.stdout + evaluated.stdout)
     version = max((export_base / "gan").iterdir(), key=lambda p: int(p.name))
     result = json.loads((version / "assets.extra" / "evaluation.json").read_text())
     metadata = json.loads((version / "assets.extra" / "gan_pkg.json").read_text())
@@ -62,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     root = args.root or Path(tempfile.mkdtemp(prefix="demo-budget-"))
 
-    print(f"# fit --max-time {args.max_time} {' '.join('--set ' + s for s in args.set)} then evaluate; CPU: {cpu_description()}", flush=True)
+    print(f"# fit --max-time {args.max_time} {' '.join('--set ' + s for s in args.set)} then evaluate, under {root}; CPU: {cpu_description()}", flush=True)
     rows = [run_seed(seed, args, root) for seed in args.seeds]
     header = ("seed", *COLUMNS, "seconds")
     print("\n| " + " | ".join(header) + " |\n|" + "---:|" * len(header))

@@ -19,25 +19,20 @@ from gan_pkg.cli import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import keras  # noqa: E402
-from time_to_quality import FIDProbe, parse_contender  # noqa: E402  (bench/ is the script's directory)
+from time_to_quality import FIDProbe, parse_contender, preset_training  # noqa: E402  (bench/ is the script's directory)
 from train_throughput import cpu_description  # noqa: E402
 
 from gan_pkg import data as data_lib  # noqa: E402
-from gan_pkg import evaluate, runtime, training  # noqa: E402
+from gan_pkg import evaluate  # noqa: E402
 
 
 def fid_at_steps(config, data, probe, steps: list[int]) -> list[float]:
-    keras.utils.set_random_seed(config.seed)
-    with runtime.dtype_policy(runtime.resolve_precision(config.precision)):
-        model = training.build_gan(config)
-        batches = data_lib.training_dataset(data, config)
-        done, fids = 0, []
+    fids, done = [], 0
+    with preset_training(config, data) as (fit, sampler, _):
         for target in steps:
-            model.fit(batches, steps_per_epoch=target - done, epochs=1, verbose=0, shuffle=False)
+            fit(target - done)
             done = target
-            model.refresh_ema_statistics()  # as at every epoch end in gan_pkg.fit
-            fids.append(probe(model.inference_generator))
+            fids.append(probe(sampler()))
     return fids
 
 

@@ -18,6 +18,7 @@ the budget, and each contender's median over seeds; `--plot` draws every curve.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -83,25 +84,37 @@ def seconds_to(curve, target: float):
     return None
 
 
-def run_contender(name, config, data, probe, budget, every):
+@contextlib.contextmanager
+def preset_training(config, data):
+    """Yield (fit, sampler, model) for a preset: `fit(n)` trains n more of gan_pkg's fused
+    steps in the preset's precision, `sampler()` gives the generator it exports (EMA
+    statistics re-measured, as at every epoch end in gan_pkg.fit). Shared by this race and
+    fid_by_steps.py, so that both measure the same training."""
     keras.utils.set_random_seed(config.seed)
+    with runtime.dtype_policy(runtime.resolve_precision(config.precision)):
+        model = training.build_gan(config)
+        batches = data_lib.training_dataset(data, config)
+
+        def fit(steps: int) -> None:
+            model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+
+        def sampler():
+            model.refresh_ema_statistics()
+            return model.inference_generator
+
+        yield fit, sampler, model
+
+
+def run_contender(name, config, data, probe, budget, every):
     if name == "tutorial":
+        keras.utils.set_random_seed(config.seed)
         loop = TutorialLoop(config, data_lib.scale_images(data.train, config.output_range).numpy())
         loop.run(2)
         return race(name, loop.run, lambda: loop.generator, probe, budget, every), "float32"
-    precision = runtime.resolve_precision(config.precision)
-    with runtime.dtype_policy(precision):
-        model = training.build_gan(config)
-        batches = data_lib.training_dataset(data, config)
-        fit = lambda n: model.fit(batches, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)  # noqa: E731
+    with preset_training(config, data) as (fit, sampler, model):
         fit(2)  # tracing (and XLA compilation), outside the race
-
-        def sampler():
-            model.refresh_ema_statistics()  # as at every epoch end in gan_pkg.fit
-            return model.inference_generator
-
-        xla = "XLA" if model.jit_compile else "no XLA"
-        return race(name, fit, sampler, probe, budget, every), f"{precision}, {xla}"
+        how = f"{runtime.resolve_precision(config.precision)}, {'XLA' if model.jit_compile else 'no XLA'}"
+        return race(name, fit, sampler, probe, budget, every), how
 
 
 def save_curves(results, path: Path) -> Path:

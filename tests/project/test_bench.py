@@ -129,3 +129,23 @@ def test_curves_of_every_contender_and_seed_are_drawn(tmp_path):
 
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 300
+
+
+def test_fid_by_steps_trains_up_to_each_step_count_and_probes_the_exported_generator():
+    """fid_by_steps.py and time_to_quality.py share one training helper: `fit(n)` trains n
+    more steps and the probe sees the generator gan_pkg exports (the EMA copy when kept)."""
+    import fid_by_steps
+    from tiny import tiny
+
+    from gan_pkg import data as data_lib
+
+    config = tiny("dcgan-classcode", ema_decay=0.9, batch_size=4)
+    data = data_lib.load(config)
+    with time_to_quality.preset_training(config, data) as (fit, sampler, model):
+        fit(2)
+        fit(3)
+        assert int(model.g_optimizer.iterations.numpy()) == 5
+        assert sampler() is model.ema_generator
+    probed = []
+    fids = fid_by_steps.fid_at_steps(config, data, lambda generator: probed.append(generator) or float(len(probed)), [2, 5])
+    assert fids == [1.0, 2.0] and len(probed) == 2 and probed[0] is probed[1]
