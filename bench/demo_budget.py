@@ -6,8 +6,8 @@ Each seed runs the two commands a user runs, in a fresh folder under --root, one
 other (never two trainings at once: on 2 cores every timing would be wrong), and keeps what
 both printed (`<root>/seed<N>/output.txt`). Prints the CPU, one row per seed (steps reached,
 FID against the floor, classifier score, precision, recall, classes over 5% of samples) and
-the median. `--set` goes to `fit` unchanged, so a
-candidate recipe is measured exactly as its users would run it.
+the median. `--set` goes to `fit` unchanged, so a candidate recipe is measured exactly as its
+users would run it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def run_seed(seed: int, args, root: Path) -> dict:
     evaluated = subprocess.run([sys.executable, "-m", "gan_pkg.evaluate", "--export", str(export_base / "gan")], capture_output=True, text=True)
     if evaluated.returncode:
         raise SystemExit(f"seed {seed}: evaluate failed:\n{evaluated.stderr[-3000:]}")
-    # What a user would have seen, kept beside the run (README's "it prints" comes from here).
+    # What a user would have seen, kept beside the run: where README's "it prints" can come from.
     (root / f"seed{seed}" / "output.txt").write_text(trained.stdout + evaluated.stdout)
     version = max((export_base / "gan").iterdir(), key=lambda p: int(p.name))
     result = json.loads((version / "assets.extra" / "evaluation.json").read_text())
