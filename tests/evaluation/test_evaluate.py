@@ -182,7 +182,9 @@ def untrained_result():
 def trained(tmp_path_factory):
     from gan_pkg import training
 
-    cfg = dataclasses.replace(TINY, steps=150, batch_size=32)  # tutorial 000's recipe on the tiny architecture
+    # Tutorial 000's recipe on the tiny architecture, at a faster rate: at 2e-4 its game still
+    # swings after 150 steps, now and then past the untrained generator's FID.
+    cfg = dataclasses.replace(TINY, steps=150, batch_size=32, g_learning_rate=1e-3, d_learning_rate=1e-3)
     return training.train(cfg, tmp_path_factory.mktemp("run"), verbose=0)
 
 
