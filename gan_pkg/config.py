@@ -276,16 +276,17 @@ PRESETS: dict[str, GANConfig] = {
     # The default. Tutorial 000's DCGAN trained as a class-conditional GAN whose label hides in the
     # noise (gan_pkg/class_code.py): the served generator is tutorial 000's (856,705 parameters,
     # noise in), behind a weightless layer that reads the class from the noise; D is cdcgan's
-    # (projection and class head). Far ahead of `dcgan` at `dcgan`'s budget, and trained for
-    # 5,000 steps because precision and recall held together more often there than at 3,000
-    # (docs/BENCHMARKS.md B9-B12). Both learning rates 3x tutorial 000's and a short-horizon EMA
-    # generator exported: far fewer steps to the same FID, so a time-limited run (make demo)
-    # ends on good digits (BENCHMARKS.md A6). Batch 16 with one generator forward per step:
-    # where the float32 step is at the CPU's roof (AVX2 only) that is twice the updates in
-    # the same time; on a bfloat16 CPU it is ahead early and about level after 4 minutes (C6).
-    # Data without labels trains plain tutorial 000's networks.
+    # (projection and class head). Far ahead of `dcgan` at `dcgan`'s budget (docs/BENCHMARKS.md
+    # B9-B12). 10,000 steps: at batch 16 that is the images batch 32 saw in 5,000, and fewer
+    # let recall slip under 0.8 in a seed (C7). Both learning rates 3x tutorial 000's and a
+    # short-horizon EMA generator exported: far fewer steps to the same FID, so a time-limited
+    # run (make demo) ends on good digits (BENCHMARKS.md A6). Batch 16 with one generator
+    # forward per step: where the float32 step is at the CPU's roof (AVX2 only) that is twice
+    # the updates in the same time; on a bfloat16 CPU it is ahead early and about level after 4 minutes (C6).
+    # Data without labels trains tutorial 000's networks without the code and head (gan_pkg.plan),
+    # with these rates, EMA and batch.
     "dcgan-classcode": dataclasses.replace(
-        DCGAN, preset="dcgan-classcode", conditioning="noise-code", num_classes=10, class_loss_weight=1.0, steps=5000,
+        DCGAN, preset="dcgan-classcode", conditioning="noise-code", num_classes=10, class_loss_weight=1.0, steps=10000,
         g_learning_rate=6e-4, d_learning_rate=6e-4, ema_decay=0.99, batch_size=16, reuse_fakes=True,
     ),
     # Tutorial 000's DCGAN conditioned on the digit: the label joins G's noise and D's projection
@@ -383,7 +384,7 @@ PRESETS: dict[str, GANConfig] = {
 
 
 # What `python -m gan_pkg.fit` trains without --preset: tutorial 000's networks with the class
-# code and 5,000 steps, well ahead of tutorial 000's own recipe (docs/BENCHMARKS.md B9-B12).
+# code, well ahead of tutorial 000's own recipe (docs/BENCHMARKS.md B9-B12).
 DEFAULT_PRESET = "dcgan-classcode"
 
 

@@ -28,11 +28,11 @@ def test_sndcgan_keeps_seed_000s_generator_and_dcgan_keeps_seed_000s_recipe():
     from gan_pkg import fit
 
     assert fit.parse_args([]).preset == config_lib.DEFAULT_PRESET == "dcgan-classcode"
-    # The default is tutorial 000's networks plus the class code, the class head, 5,000 steps
-    # (docs/BENCHMARKS.md B12), 3x the learning rates and an EMA generator (A6), half the batch
+    # The default is tutorial 000's networks plus the class code, the class head, 10,000 steps
+    # (docs/BENCHMARKS.md B12, C7), 3x the learning rates and an EMA generator (A6), half the batch
     # with one generator forward per step (C6), nothing else.
     default = config_lib.preset(config_lib.DEFAULT_PRESET)
-    assert (default.steps, config_lib.preset("dcgan").steps) == (5000, 3000)
+    assert (default.steps, config_lib.preset("dcgan").steps) == (10000, 3000)
     assert (default.g_learning_rate, default.d_learning_rate, default.ema_decay) == (6e-4, 6e-4, 0.99)
     assert (default.batch_size, default.reuse_fakes, config_lib.preset("dcgan").batch_size) == (16, True, 32)
     seed_000 = default.replace(preset="dcgan", conditioning="none", num_classes=0, class_loss_weight=0.0, steps=3000,
