@@ -282,7 +282,8 @@ PRESETS: dict[str, GANConfig] = {
     # short-horizon EMA generator exported: far fewer steps to the same FID, so a time-limited
     # run (make demo) ends on good digits (BENCHMARKS.md A6). Batch 16 with one generator
     # forward per step: where the float32 step is at the CPU's roof (AVX2 only) that is twice
-    # the updates in the same time; on a bfloat16 CPU it is ahead early and about level after 4 minutes (C6).
+    # the updates in the same time; on a bfloat16 CPU it is ahead early and about level after
+    # 4 minutes (C6).
     # Data without labels trains tutorial 000's networks without the code and head (gan_pkg.plan),
     # with these rates, EMA and batch.
     "dcgan-classcode": dataclasses.replace(
