@@ -31,22 +31,32 @@ import tensorflow as tf  # noqa: E402
 
 from gan_pkg import architectures, runtime, training  # noqa: E402
 from gan_pkg import config as config_lib  # noqa: E402
+from gan_pkg.upsampled_conv import UpsampledConv2D  # noqa: E402
 
 # -- analytic FLOPs -------------------------------------------------------------
 
 
 def forward_flops(model: keras.Model) -> int:
-    """Multiply-adds x 2 of every Conv2D/Dense layer for one example."""
+    """Multiply-adds x 2 of every Conv2D/Dense layer for one example, as executed: an
+    UpsampledConv2D runs (k+1)^2 taps per input pixel, not k^2 per upsampled one."""
     total = 0
     for layer in model.layers:
         inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer  # SpectralNormalization
-        if isinstance(inner, keras.layers.Conv2D):
+        if isinstance(inner, UpsampledConv2D):
+            _, h, w, c_in = layer.input.shape
+            total += 2 * h * w * (inner.kernel_size[0] + 1) ** 2 * c_in * inner.filters
+        elif isinstance(inner, keras.layers.Conv2D):
             _, h, w, c_out = layer.output.shape
             k_h, k_w = inner.kernel_size
             total += 2 * h * w * k_h * k_w * layer.input.shape[-1] * c_out
         elif isinstance(inner, keras.layers.Dense):
             total += 2 * layer.input.shape[-1] * inner.units
     return total
+
+
+def config_flops(cfg) -> int:
+    """step_flops of the networks and step `cfg` trains."""
+    return step_flops(*architectures.build(cfg), cfg.reuse_fakes)
 
 
 def step_flops(generator, discriminator, reuse_fakes: bool = False) -> int:
@@ -93,7 +103,8 @@ class TutorialLoop:
 
     def __init__(self, cfg, images):
         keras.mixed_precision.set_global_policy("float32")
-        self.generator, body = architectures.build(cfg)
+        # The seeds' own layers: UpSampling2D then Conv2D, as they wrote them.
+        self.generator, body = architectures.build(dataclasses.replace(cfg, g_upsampled_conv=False))
         # The tutorials' discriminator ends in a sigmoid; ours ends in a logit.
         image = keras.Input(cfg.image_shape)
         self.discriminator = keras.Model(image, keras.layers.Activation("sigmoid")(body(image)))
@@ -155,12 +166,14 @@ def _variant(precision: str, jit_compile: bool = False, **changes):
 
 
 VARIANTS = {
-    "tutorials' loop (train_on_batch)": lambda cfg: cfg,
+    "tutorials' loop (train_on_batch)": lambda cfg: dataclasses.replace(cfg, g_upsampled_conv=False),
     "GAN.fit dcgan (precision=auto, jit_compile=auto)": lambda cfg: cfg,
     "GAN.fit sndcgan": lambda cfg: config_lib.preset("sndcgan").replace(batch_size=cfg.batch_size),
     "GAN.fit float32": _variant("float32"),
     "GAN.fit float32, one G forward": _variant("float32", reuse_fakes=True),
     "GAN.fit mixed_bfloat16, one G forward": _variant("mixed_bfloat16", reuse_fakes=True),
+    "GAN.fit mixed_bfloat16, one G forward, the seeds' layers": _variant("mixed_bfloat16", reuse_fakes=True, g_upsampled_conv=False),
+    "GAN.fit float32 + jit_compile, one G forward, the seeds' layers": _variant("float32", True, reuse_fakes=True, g_upsampled_conv=False),
     "GAN.fit mixed_bfloat16": _variant("mixed_bfloat16"),
     "GAN.fit float32 + jit_compile": _variant("float32", True),
     "GAN.fit float32 + jit_compile, one G forward": _variant("float32", True, reuse_fakes=True),
@@ -182,7 +195,7 @@ def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray, varia
             seconds, done = runner.run(steps)
             times[name].append(seconds / done)
     return [
-        {"variant": name, "batch": batch_size, "seconds_per_step": statistics.median(t), "reuse_fakes": configs[name].reuse_fakes,
+        {"variant": name, "batch": batch_size, "seconds_per_step": statistics.median(t), "flops": config_flops(configs[name]),
          "precision": runtime.resolve_precision(configs[name].precision)}
         for name, t in times.items()
     ]
@@ -238,14 +251,16 @@ def main() -> None:
     variants = [next(iter(VARIANTS))] + [v for v in args.variants if not v.startswith("tutorials")]
 
     images = (np.random.default_rng(0).uniform(-1, 1, (2048, 28, 28, 1))).astype(np.float32)
-    generator, discriminator = architectures.build(config_lib.preset("dcgan"))
-    flops = {reuse: step_flops(generator, discriminator, reuse) for reuse in (False, True)}
+    seeds_layers = dataclasses.replace(config_lib.preset("dcgan"), g_upsampled_conv=False)
+    flops = {(fold, reuse): config_flops(dataclasses.replace(seeds_layers, g_upsampled_conv=fold, reuse_fakes=reuse))
+             for fold in (False, True) for reuse in (False, True)}
     peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
 
     threads = f"intra/inter-op threads {args.threads[0]}/{args.threads[1]}" if args.threads else "TF's default thread pools"
     print(f"# DCGAN training throughput (TF {tf.__version__}, {len(os.sched_getaffinity(0))} cores, {threads})")
     print(f"CPU: {cpu_description()}")
-    print(f"analytic FLOPs per image per step: {flops[False] / 1e6:.1f} MFLOP (one G forward: {flops[True] / 1e6:.1f})")
+    print(f"analytic FLOPs per image per step, the seeds' layers: {flops[False, False] / 1e6:.1f} MFLOP (one G forward: "
+          f"{flops[False, True] / 1e6:.1f}); upsampling folded into the convs: {flops[True, False] / 1e6:.1f} ({flops[True, True] / 1e6:.1f})")
     print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s\n")
     print("| batch | variant | images/s | vs tutorials' loop | GFLOP/s | % of matmul peak |")
     print("|---:|---|---:|---:|---:|---:|")
@@ -255,7 +270,7 @@ def main() -> None:
         baseline = batch / rows[0]["seconds_per_step"]
         for row in rows:
             rate = batch / row["seconds_per_step"]
-            gflops = rate * flops[row["reuse_fakes"]] / 1e9
+            gflops = rate * row["flops"] / 1e9
             if row["variant"].startswith("tutorials"):
                 peak_text = "n/a"
             else:

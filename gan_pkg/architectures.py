@@ -25,6 +25,7 @@ from keras import layers
 
 from gan_pkg.class_code import ClassCode
 from gan_pkg.config import GANConfig
+from gan_pkg.upsampled_conv import UpsampledConv2D
 
 
 def _activation(name: str) -> layers.Layer:
@@ -141,9 +142,13 @@ def _conv_generator_body(config: GANConfig, x, conv_init=None, label=None):
     filters = list(config.g_filters) + [channels]
     _check_lengths(config, ("g_kernel_sizes", len(filters)), ("g_upsample", len(filters)))
     for i, (f, k, up) in enumerate(zip(filters, config.g_kernel_sizes, config.g_upsample)):
-        if up > 1:
-            x = layers.UpSampling2D(size=up)(x)
-        x = layers.Conv2D(f, k, padding="same", kernel_initializer=conv_init or "glorot_uniform")(x)
+        conv_args = dict(padding="same", kernel_initializer=conv_init or "glorot_uniform")
+        if up == 2 and k % 2 and config.g_upsampled_conv:
+            x = UpsampledConv2D(f, k, **conv_args)(x)
+        else:
+            if up > 1:
+                x = layers.UpSampling2D(size=up)(x)
+            x = layers.Conv2D(f, k, **conv_args)(x)
         if i == len(filters) - 1:
             break
         x = _activation(config.g_activation)(x)

@@ -53,6 +53,7 @@ class GANConfig:
     g_filters: tuple = option((128, 64), "filters per conv block (hidden widths for dense architectures)")
     g_kernel_sizes: tuple = option((3, 3, 3), "kernel size per conv, the output conv included")
     g_upsample: tuple = option((2, 2, 1), "UpSampling2D factor per conv, the output conv included (1: none)")
+    g_upsampled_conv: bool = option(True, "run each UpSampling2D(2) and odd-kernel conv after it as one stride-2 transposed conv (gan_pkg/upsampled_conv.py): the same function and weights, fewer multiply-adds; false: the tutorials' two layers")
     g_bn_momentum: float = option(0.8, "batch-norm momentum (0: no batch norm)")
     g_activation: str = option("relu", "hidden activation")
     g_dropout: float = option(0.0, "dropout after each hidden block")
