@@ -38,15 +38,18 @@ def test_time_to_a_fid_is_interpolated_between_probes():
     assert time_to_quality.seconds_to(curve, 5.0) is None
 
 
-def test_throughput_bench_measures_a_matmul_peak_and_counts_fewer_flops_with_one_forward():
+def test_throughput_bench_measures_a_matmul_peak_and_counts_fewer_flops_with_one_forward_and_folded_upsampling():
     assert train_throughput.matmul_peak(tf.float32, n=64, repeats=2) > 0
     from gan_pkg import architectures
     from gan_pkg import config as config_lib
 
-    generator, discriminator = architectures.build(config_lib.preset("dcgan"))
+    seeds_layers = config_lib.preset("dcgan").replace(g_upsampled_conv=False)
+    generator, discriminator = architectures.build(seeds_layers)
     two, one = (train_throughput.step_flops(generator, discriminator, reuse) for reuse in (False, True))
     assert one == two - train_throughput.forward_flops(generator)
-    assert round(two / 1e6, 1) == 825.8  # the figure docs/BENCHMARKS.md quotes
+    assert round(two / 1e6, 1) == 825.8  # the figures docs/BENCHMARKS.md quotes
+    folded = train_throughput.config_flops(seeds_layers.replace(g_upsampled_conv=True, reuse_fakes=True))
+    assert round(folded / 1e6, 1) == 361.2  # the folded layer's 4 taps per output where the pair had 9
     spectral = architectures.build(config_lib.preset("sndcgan"))[1]  # wrapped layers count too
     assert train_throughput.forward_flops(spectral) == train_throughput.forward_flops(discriminator)
 
