@@ -96,6 +96,11 @@ def matmul_peak(dtype: tf.DType, n: int = 4096, repeats: int = 5) -> float:
 # -- the tutorials' loop, reproduced ------------------------------------------------
 
 
+def with_seeds_layers(cfg):
+    """`cfg` built with the seeds' own UpSampling2D then Conv2D, as they wrote them."""
+    return dataclasses.replace(cfg, g_upsampled_conv=False)
+
+
 class TutorialLoop:
     """Seeds 000/004: generator.predict, discriminator.train_on_batch on real then
     fake, combined.train_on_batch, toggling discriminator.trainable per step (the
@@ -103,8 +108,7 @@ class TutorialLoop:
 
     def __init__(self, cfg, images):
         keras.mixed_precision.set_global_policy("float32")
-        # The seeds' own layers: UpSampling2D then Conv2D, as they wrote them.
-        self.generator, body = architectures.build(dataclasses.replace(cfg, g_upsampled_conv=False))
+        self.generator, body = architectures.build(with_seeds_layers(cfg))
         # The tutorials' discriminator ends in a sigmoid; ours ends in a logit.
         image = keras.Input(cfg.image_shape)
         self.discriminator = keras.Model(image, keras.layers.Activation("sigmoid")(body(image)))
@@ -166,7 +170,7 @@ def _variant(precision: str, jit_compile: bool = False, **changes):
 
 
 VARIANTS = {
-    "tutorials' loop (train_on_batch)": lambda cfg: dataclasses.replace(cfg, g_upsampled_conv=False),
+    "tutorials' loop (train_on_batch)": with_seeds_layers,
     "GAN.fit dcgan (precision=auto, jit_compile=auto)": lambda cfg: cfg,
     "GAN.fit sndcgan": lambda cfg: config_lib.preset("sndcgan").replace(batch_size=cfg.batch_size),
     "GAN.fit float32": _variant("float32"),
@@ -251,7 +255,7 @@ def main() -> None:
     variants = [next(iter(VARIANTS))] + [v for v in args.variants if not v.startswith("tutorials")]
 
     images = (np.random.default_rng(0).uniform(-1, 1, (2048, 28, 28, 1))).astype(np.float32)
-    seeds_layers = dataclasses.replace(config_lib.preset("dcgan"), g_upsampled_conv=False)
+    seeds_layers = with_seeds_layers(config_lib.preset("dcgan"))
     flops = {(fold, reuse): config_flops(dataclasses.replace(seeds_layers, g_upsampled_conv=fold, reuse_fakes=reuse))
              for fold in (False, True) for reuse in (False, True)}
     peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
