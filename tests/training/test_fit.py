@@ -71,6 +71,22 @@ def test_export_loads_without_gan_pkg_and_reproduces_the_generator(trained):
     np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
+def test_a_fresh_process_loads_a_run_through_the_public_api(trained):
+    # What a notebook does: nothing imported but gan_pkg itself, so every custom layer of
+    # the default's generator must be registered by the loader.
+    root, _ = trained
+    script = textwrap.dedent(
+        f"""
+        import gan_pkg
+        config, model, checkpoint = gan_pkg.load_run({str(root / "run")!r})
+        print(checkpoint.name, tuple(model.generate(2).shape))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["ckpt-0001.keras", "(2,", "28,", "28,", "1)"]
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     command = [sys.executable, "-m", "gan_pkg.fit", "--steps", "900",
                "--workdir", str(tmp_path / "run"), "--no-export", *tiny_flags("dcgan", batch_size=16)]
