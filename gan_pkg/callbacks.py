@@ -79,6 +79,22 @@ class SampleMonitor(keras.callbacks.Callback):
         shutil.copyfile(picture, self.directory / "latest.png")
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback writing epoch scalars only, without its per-step hooks.
+    With `update_freq="epoch"` (the default) and no profiling those hooks record nothing,
+    yet they call `tf.summary.scalar` for every log after every step; on a small GAN that
+    is a measurable share of the step (docs/BENCHMARKS.md, C9)."""
+
+    def __init__(self, log_dir: str, **kwargs):
+        super().__init__(log_dir, write_graph=False, update_freq="epoch", profile_batch=0, **kwargs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
 class HistoryPlot(keras.callbacks.Callback):
     """Append each epoch's metrics to history.csv (kept across resumes) and
     redraw loss.png from the whole file."""

@@ -146,7 +146,7 @@ def train(
         if chief:  # other workers train in lockstep and write nothing
             runs.save_config(workdir, config)
             run_callbacks += [
-                keras.callbacks.TensorBoard(str(workdir / runs.TENSORBOARD), write_graph=False),
+                callbacks.EpochTensorBoard(str(workdir / runs.TENSORBOARD)),
                 callbacks.SampleMonitor(config, workdir, data.holdout),
                 callbacks.HistoryPlot(workdir / runs.HISTORY_FILE, workdir / runs.LOSS_PLOT),
             ]

@@ -44,8 +44,17 @@ def test_fit_trains_draws_pictures_checkpoints_and_exports(trained):
     assert (root / "export" / "gan" / "1" / "saved_model.pb").exists()
     rows = (run / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,step,d_loss,g_loss") and len(rows) == 2
+    assert {"epoch_d_loss", "epoch_g_loss", "epoch_d_acc"} <= tensorboard_tags(run / "tensorboard" / "train")
     # The default codes a digit in the noise: its grid has one row per digit, 8 columns, drawn at 3x.
     assert Image.open(run / "samples" / "latest.png").size == (3 * (8 * 30 + 2), 3 * (10 * 30 + 2))
+
+
+def tensorboard_tags(directory) -> set[str]:
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    events = [event_pb2.Event.FromString(record.numpy()) for path in directory.iterdir() for record in tf.data.TFRecordDataset(str(path))]
+    return {value.tag for event in events for value in event.summary.value}
 
 
 def test_export_loads_without_gan_pkg_and_reproduces_the_generator(trained):
