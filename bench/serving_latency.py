@@ -76,6 +76,8 @@ def parse_args(argv) -> tuple[argparse.Namespace, int]:
     p.add_argument("--no-rest", action="store_true", help="skip the REST mode")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
     p.add_argument("--keep", type=Path, help="export and server logs here (default: a temporary folder, removed)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a config field of the exported generator, as in gan_pkg.fit (e.g. g_upsampled_conv=false: the seeds' layers)")
     args = p.parse_args(argv)
     if min(args.batch_sizes) < 1 or args.clients < 1 or args.requests < 1 or args.seconds <= 0 or args.repeats < 1:
         p.error("batch sizes, --clients, --requests, --seconds and --repeats must be positive")
@@ -100,7 +102,7 @@ def work_folder(keep: Path | None):
 def start_servers(args, batch_limit, workdir: Path, servers: dict):
     """Export the generator, start both servers (into `servers`, so the caller stops them
     whatever happens) and load the in-process session: -> (cfg, session)."""
-    model_dir, cfg, params = export_default_generator(workdir / "export")
+    model_dir, cfg, params = export_default_generator(workdir / "export", args.set)
     image_shape = tuple(cfg.image_shape)
     version_dir = export.resolve_version(model_dir)
     # Both servers load while nothing is being timed; idle, they cost next to nothing.
@@ -109,7 +111,7 @@ def start_servers(args, batch_limit, workdir: Path, servers: dict):
     session = SessionModel(version_dir)
     for server in servers.values():
         server.wait_ready(timeout=180)
-    print(f"- model: `dcgan` preset generator, {params:,} parameters, noise [batch, {cfg.latent_dim}] -> images [batch, "
+    print(f"- model: `dcgan` preset generator{''.join(' --set ' + item for item in args.set)}, {params:,} parameters, noise [batch, {cfg.latent_dim}] -> images [batch, "
           f"{', '.join(map(str, image_shape))}], float32 SavedModel from gan_pkg.export")
     print(f"- servers: serving/server.py as subprocesses on 127.0.0.1, one plain, one with --enable_batching "
           f"--batching_parameters_file {args.batching_config.name} (max_batch_size {batch_limit})")

@@ -49,8 +49,8 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def export_default_generator(base: Path) -> tuple[Path, object, int]:
-    cfg = config_lib.preset("dcgan")
+def export_default_generator(base: Path, assignments=()) -> tuple[Path, object, int]:
+    cfg = config_lib.GANConfig.resolve("dcgan", config_lib.parse_assignments(assignments))
     generator, _ = architectures.build(cfg)
     export.export_generator(generator, cfg, base, contract.DEFAULT_MODEL_NAME)
     return base / contract.DEFAULT_MODEL_NAME, cfg, generator.count_params()

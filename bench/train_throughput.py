@@ -183,6 +183,7 @@ VARIANTS = {
     "GAN.fit float32 + jit_compile, one G forward": _variant("float32", True, reuse_fakes=True),
     "GAN.fit mixed_bfloat16 + jit_compile": _variant("mixed_bfloat16", True),
     "GAN.fit mixed_bfloat16, 10 steps/execution": _variant("mixed_bfloat16", steps_per_execution=10),
+    "GAN.fit mixed_bfloat16, one G forward, 10 steps/execution": _variant("mixed_bfloat16", reuse_fakes=True, steps_per_execution=10),
 }
 
 

@@ -152,3 +152,19 @@ def test_fid_by_steps_trains_up_to_each_step_count_and_probes_the_exported_gener
     probed = []
     fids = fid_by_steps.fid_at_steps(config, data, lambda generator: probed.append(generator) or float(len(probed)), [2, 5])
     assert fids == [1.0, 2.0] and len(probed) == 2 and probed[0] is probed[1]
+
+
+def test_fit_overhead_accounts_for_the_whole_training_time():
+    """bench/fit_overhead.py on a tiny model for a second: every part is a row, and the parts
+    (the "of which" row aside) add up to the time from the start of training to its end."""
+    from conftest import run_python
+    from tiny import tiny_flags
+
+    done = run_python(str(BENCH / "fit_overhead.py"), "--max-time", "3s", *tiny_flags("dcgan", batch_size=16), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| part")]
+    labels = [label.strip() for label, _, _ in rows]
+    assert labels[0].startswith("first step") and labels[-1].startswith("the rest")
+    assert "after each epoch: Checkpointer" in labels and "after each epoch: SampleMonitor" in labels
+    shares = [float(share.strip().rstrip("%")) for label, _, share in rows if not label.strip().startswith("of which")]
+    assert sum(shares) == pytest.approx(100.0, abs=0.5)
