@@ -3,8 +3,9 @@
     python bench/train_throughput.py [--batch-sizes 32 256] [--repeats 3] [--steps 30] [--variants NAME ...] [--parts] [--threads INTRA INTER]
 
 Prints the CPU model and its ISA flags (avx2, avx512f, avx512_bf16, amx_bf16:
-what decides whether bfloat16 pays) and the float32 and bfloat16 matmul peaks it
-measured, so each result can go in the docs/BENCHMARKS.md part of its machine type.
+what decides whether bfloat16 pays) and the float32 matmul peak it measured (and
+the bfloat16 one when a variant trains in bfloat16), so each result can go in the
+docs/BENCHMARKS.md part of its machine type.
 
 Every figure comes from one run on one machine: variants are interleaved
 (round-robin over repeats, medians reported) so a noisy neighbour hits all of
@@ -259,14 +260,16 @@ def main() -> None:
     seeds_layers = with_seeds_layers(config_lib.preset("dcgan"))
     flops = {(fold, reuse): config_flops(dataclasses.replace(seeds_layers, g_upsampled_conv=fold, reuse_fakes=reuse))
              for fold in (False, True) for reuse in (False, True)}
-    peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
+    # Only the precisions measured: a CPU held to AVX2 (ONEDNN_MAX_CPU_ISA) has no fast bfloat16 matmul to time.
+    precisions = {"float32"} | {"bfloat16" for v in variants if not v.startswith("tutorials") and runtime.resolve_precision(VARIANTS[v](seeds_layers).precision) == "mixed_bfloat16"}
+    peaks = {name: matmul_peak(getattr(tf, name)) for name in sorted(precisions)}
 
     threads = f"intra/inter-op threads {args.threads[0]}/{args.threads[1]}" if args.threads else "TF's default thread pools"
     print(f"# DCGAN training throughput (TF {tf.__version__}, {len(os.sched_getaffinity(0))} cores, {threads})")
     print(f"CPU: {cpu_description()}")
     print(f"analytic FLOPs per image per step, the seeds' layers: {flops[False, False] / 1e6:.1f} MFLOP (one G forward: "
           f"{flops[False, True] / 1e6:.1f}); upsampling folded into the convs: {flops[True, False] / 1e6:.1f} ({flops[True, True] / 1e6:.1f})")
-    print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s\n")
+    print(f"matmul peak: {', '.join(f'{name} {peak / 1e9:.0f} GFLOP/s' for name, peak in peaks.items())}\n")
     print("| batch | variant | images/s | vs tutorials' loop | GFLOP/s | % of matmul peak |")
     print("|---:|---|---:|---:|---:|---:|")
     for batch in args.batch_sizes:
