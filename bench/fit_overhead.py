@@ -74,7 +74,8 @@ class Timings:
 def report(timings: Timings, budget: float) -> None:
     ends = timings.step_ends
     steps, wall = len(ends), timings.ended
-    median = statistics.median(b - a for a, b in zip(ends, ends[1:]))
+    gaps = [b - a for a, b in zip(ends, ends[1:])]
+    median = statistics.median(gaps) if gaps else 0.0  # a budget the first step already crossed
     per_step = timings.seconds["all callbacks", "on_train_batch_end"]
     per_epoch = {name: s for (name, hook), s in timings.seconds.items() if hook == "on_epoch_end"}
     epochs = max(timings.calls[name, "on_epoch_end"] for name in per_epoch)
