@@ -20,9 +20,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from gan_pkg import architectures  # noqa: F401  registers the custom layers (UpsampledConv2D, ...) with Keras
 from gan_pkg.config import GANConfig
 from gan_pkg.files import TEMPORARY_PREFIX, write_text
-from gan_pkg import architectures  # noqa: F401  registers the custom layers (UpsampledConv2D, ...) with Keras
 from gan_pkg.gan import GAN  # registers the class with Keras, so checkpoints load
 
 CONFIG_FILE = "config.json"
