@@ -157,13 +157,22 @@ def _conv_generator_body(config: GANConfig, x, conv_init=None, label=None):
     return _output_activation(config)(x)
 
 
-def _check_image_size(config: GANConfig, generator: keras.Model) -> None:
+def _conv_generator(config: GANConfig, inputs, x, label, init=None) -> keras.Model:
+    """The shared upsampling body on top of a preset's stem, checked against the image size."""
+    generator = keras.Model(inputs, _conv_generator_body(config, x, init, label), name="generator")
     got = tuple(generator.output_shape[1:])
     if got != tuple(config.image_shape):
         raise ValueError(
             f"generator makes {got} but image_shape is {tuple(config.image_shape)}: "
             "g_initial_shape times the product of g_upsample must equal the image size"
         )
+    return generator
+
+
+def _conv_discriminator_input(config: GANConfig):
+    """The image input of a per-layer conv discriminator, once its lists agree in length."""
+    _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
+    return keras.Input(config.image_shape, name="image")
 
 
 def build_dcgan(config: GANConfig):
@@ -173,11 +182,9 @@ def build_dcgan(config: GANConfig):
     x = layers.Reshape(config.g_initial_shape)(x)
     if config.g_bn_momentum:
         x = _g_norm(config, x, label)
-    generator = keras.Model(inputs, _conv_generator_body(config, x, label=label), name="generator")
-    _check_image_size(config, generator)
+    generator = _conv_generator(config, inputs, x, label)
 
-    _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
-    image = keras.Input(config.image_shape, name="image")
+    image = _conv_discriminator_input(config)
     x = image
     last = len(config.d_filters) - 1
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
@@ -204,11 +211,9 @@ def build_conv(config: GANConfig):
     x = layers.Reshape(config.g_initial_shape)(x)
     if config.g_dropout:
         x = layers.Dropout(config.g_dropout)(x)
-    generator = keras.Model(inputs, _conv_generator_body(config, x, init, label), name="generator")
-    _check_image_size(config, generator)
+    generator = _conv_generator(config, inputs, x, label, init)
 
-    _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
-    image = keras.Input(config.image_shape, name="image")
+    image = _conv_discriminator_input(config)
     x = image
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):
         x = _d_layer(config, layers.Conv2D(f, k, strides=s, padding="same", kernel_initializer=init))(x)
@@ -288,11 +293,9 @@ def build_conv_tanh(config: GANConfig):
     if config.g_bn_momentum:
         x = _g_norm(config, x, label)
     x = layers.Reshape(config.g_initial_shape)(x)
-    generator = keras.Model(inputs, _conv_generator_body(config, x, label=label), name="generator")
-    _check_image_size(config, generator)
+    generator = _conv_generator(config, inputs, x, label)
 
-    _check_lengths(config, ("d_kernel_sizes", len(config.d_filters)), ("d_strides", len(config.d_filters)))
-    image = keras.Input(config.image_shape, name="image")
+    image = _conv_discriminator_input(config)
     x = image
     last = len(config.d_filters) - 1
     for i, (f, k, s) in enumerate(zip(config.d_filters, config.d_kernel_sizes, config.d_strides)):

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from gan_pkg import augment, losses
+from gan_pkg import augment, losses, runtime
 from gan_pkg.class_code import noise_with_class
 from gan_pkg.conditioning import Conditioning
 from gan_pkg.recipe import LEGACY_COMPILE_ARGS, Recipe
@@ -270,6 +270,13 @@ class GAN(keras.Model):
                 raise ValueError(f"this GAN draws fakes for labels (conditioning={self.conditioning.mode}): batches must be (images, labels)")
             return real, None
         return real, ops.cast(ops.reshape(labels, (-1,)), "int32")
+
+    def fit(self, *args, **kwargs):
+        # TensorFlow 2.21's remapper fails on this training graph without XLA (it fuses a
+        # discriminator Conv2D+BiasAdd+LeakyRelu whose LeakyReluGrad still reads the BiasAdd),
+        # logs an error line and keeps the graph as it was: without it, the same graph, no line.
+        with runtime.grappler_remapper(False):
+            return super().fit(*args, **kwargs)
 
     def train_step(self, data):
         real, labels = self._unpack(data)

@@ -64,6 +64,17 @@ def dtype_policy(name: str):
         keras.mixed_precision.set_global_policy(previous)
 
 
+@contextlib.contextmanager
+def grappler_remapper(enabled: bool):
+    """Grappler's remapper (its op fusions) on or off for the functions first run inside."""
+    previous = tf.config.optimizer.get_experimental_options().get("remapping", True)
+    tf.config.optimizer.set_experimental_options({"remapping": enabled})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": previous})
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Only the chief of a multi-worker cluster writes checkpoints, pictures and
     exports (TF_CONFIG's "chief", or worker 0 when the cluster names none)."""

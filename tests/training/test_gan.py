@@ -2,6 +2,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -49,6 +50,22 @@ def test_d_steps_updates_the_discriminator_that_many_times_per_step():
     model = training.build_gan(cfg)
     _fit(model, cfg)
     assert (int(model.d_optimizer.iterations), int(model.g_optimizer.iterations)) == (6, 2)
+
+
+def test_fit_trains_without_grapplers_remapper_and_restores_it():
+    """The remapper fails on the training graph (an error line, the graph unchanged); fit runs
+    without it and leaves the process's setting as it found it."""
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(tf.config.optimizer.get_experimental_options().get("remapping"))
+
+    cfg = tiny("dcgan")
+    model = training.build_gan(cfg)
+    model.fit(data_lib.training_dataset(data_lib.load(cfg), cfg), steps_per_epoch=2, epochs=1, verbose=0, callbacks=[Probe()])
+    assert seen == [False, False]
+    assert tf.config.optimizer.get_experimental_options().get("remapping", True) is True
 
 
 @pytest.mark.parametrize("loss", ["hinge", "wgan-gp"])
