@@ -66,7 +66,8 @@ def dtype_policy(name: str):
 
 @contextlib.contextmanager
 def grappler_remapper(enabled: bool):
-    """Grappler's remapper (its op fusions) on or off for the functions first run inside."""
+    """Grappler's remapper (its op fusions) on or off for the function calls made inside
+    (the setting travels with each call's config, so it holds only while inside)."""
     previous = tf.config.optimizer.get_experimental_options().get("remapping", True)
     tf.config.optimizer.set_experimental_options({"remapping": enabled})
     try:
