@@ -1,7 +1,7 @@
 """Time to quality: FID against training wall-clock, for the tutorials' loop and any presets.
 
     python bench/time_to_quality.py [--contenders tutorial dcgan dcgan-classcode ...] [--budget 900] [--every 60]
-                                    [--seeds 0 1 2] [--plot curves.png]
+                                    [--seeds 0 1 2] [--plot curves.png] [--labels ...]
 
 Each contender trains on the bundled MNIST sample, once per seed, for
 `--budget` seconds of training (the clock stops while FID is measured); FID
@@ -46,6 +46,14 @@ def parse_contender(spec: str) -> tuple[str, config_lib.GANConfig]:
     preset, _, changes = spec.partition(":")
     values = config_lib.parse_assignments(item for item in changes.split(",") if item)
     return spec, config_lib.GANConfig.resolve("dcgan" if preset == "tutorial" else preset, values)
+
+
+def parse_contenders(specs: list[str], labels: list[str] | None = None) -> list[tuple[str, str, config_lib.GANConfig]]:
+    """(label, spec, config) per contender, in order; a contender's label is its spec unless
+    `labels` names each one (the table and the legend then stay readable)."""
+    if labels and len(labels) != len(specs):
+        raise ValueError(f"{len(labels)} labels for {len(specs)} contenders: give one label per contender, or none")
+    return [(label, *parse_contender(spec)) for label, spec in zip(labels or specs, specs)]
 
 
 class FIDProbe:
@@ -146,15 +154,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of every contender per seed (default: %(default)s)")
     parser.add_argument("--num-samples", type=int, default=evaluate.DEFAULT_NUM_SAMPLES, help="generated images per FID probe")
     parser.add_argument("--plot", type=Path, help="draw every curve into this PNG")
+    parser.add_argument("--labels", nargs="+", help="a short name per contender, in order, for the table and the plot's legend")
     args = parser.parse_args()
-    contenders = [parse_contender(spec) for spec in args.contenders]  # bad specs fail before any training
+    try:  # bad specs fail before any training
+        contenders = parse_contenders(args.contenders, args.labels)
+    except ValueError as error:
+        parser.error(str(error))
 
     print(f"# Time to quality (TF {tf.__version__}); CPU: {cpu_description()}", flush=True)
-    data = data_lib.load(contenders[0][1])
-    probe = FIDProbe(contenders[0][1], data.holdout, args.num_samples)
+    data = data_lib.load(contenders[0][2])
+    probe = FIDProbe(contenders[0][2], data.holdout, args.num_samples)
     results = [
-        (name, seed, *run_contender(name, config.replace(seed=seed), data, probe, args.budget, args.every))
-        for name, config in contenders for seed in args.seeds
+        (label, seed, *run_contender(spec, config.replace(seed=seed), data, probe, args.budget, args.every))
+        for label, spec, config in contenders for seed in args.seeds
     ]
 
     print(f"\n{args.budget:.0f} s of training each; FID of {args.num_samples} samples vs the {len(data.holdout)} held-out digits\n")
@@ -166,7 +178,7 @@ def main() -> None:
         print(f"| {name} | {seed} | {how} | {cells} | {curve[-1][2]:.2f} | {curve[-1][1]} |")
     if len(args.seeds) > 1:
         print()
-        for name, _ in contenders:
+        for name, *_ in contenders:
             finals = [curve[-1][2] for n, _, curve, _ in results if n == name]
             print(f"{name}: median FID at budget {statistics.median(finals):.2f} (range {min(finals):.2f}-{max(finals):.2f})")
     if args.plot:

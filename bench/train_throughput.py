@@ -207,37 +207,44 @@ def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray, varia
     ]
 
 
-def time_parts(repeats: int = 20) -> list[tuple[str, str, float, float]]:
-    """(part, how, ms, GFLOP/s) of the float32 step's parts, each its own tf.function,
-    without and with XLA: where a compute-bound step spends its time."""
-    keras.mixed_precision.set_global_policy("float32")
-    generator, discriminator = architectures.build(config_lib.preset("dcgan"))
-    fg, fd = forward_flops(generator), forward_flops(discriminator)
-    noise, images = tf.random.normal((32, 100)), tf.random.normal((64, 28, 28, 1))
+PART_HOWS = {"float32": ("float32", False), "float32 + XLA": ("float32", True), "mixed_bfloat16": ("mixed_bfloat16", False)}
 
-    def forward_backward(model, x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(model(x, training=True))
-        return tape.gradient(loss, model.trainable_variables)
 
-    parts = {
-        "generator forward, batch 32": (lambda: generator(noise, training=True), 32 * fg),
-        "generator forward + backward, batch 32": (lambda: forward_backward(generator, noise), 3 * 32 * fg),
-        "discriminator forward + backward, batch 64": (lambda: forward_backward(discriminator, images), 3 * 64 * fd),
-    }
+def time_parts(batch: int = 32, hows: tuple[str, ...] = ("float32", "float32 + XLA"), repeats: int = 20) -> list[tuple[str, str, float, float]]:
+    """(part, how, ms, GFLOP/s) of the step's parts, each its own tf.function, for each of
+    `hows` (PART_HOWS): the generator (folded upsampling and the seeds' layers) forward and
+    forward + backward at `batch`, the discriminator forward + backward at 2 x `batch` (real
+    and fake): where the step spends its time, and how far each part is from compute-bound."""
     rows = []
-    for part, (fn, flops) in parts.items():
-        for how, jit in (("float32", False), ("float32 + XLA", True)):
-            compiled = tf.function(fn, jit_compile=jit)
-            tf.nest.map_structure(lambda t: t.numpy(), compiled())  # trace, compile
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                tf.nest.map_structure(lambda t: t.numpy(), compiled())
-                times.append(time.perf_counter() - start)
-            seconds = statistics.median(times)
-            rows.append((part, how, 1e3 * seconds, flops / seconds / 1e9))
+    for how in hows:
+        policy, jit = PART_HOWS[how]
+        with runtime.dtype_policy(policy):
+            parts = {}
+            for fold, layers in ((True, "folded"), (False, "the seeds' layers")):
+                generator, discriminator = architectures.build(config_lib.preset("dcgan").replace(g_upsampled_conv=fold))
+                fg, fd = forward_flops(generator), forward_flops(discriminator)
+                noise = tf.random.normal((batch, generator.input_shape[-1]))
+                parts[f"generator forward, {layers}, batch {batch}"] = (lambda g=generator, z=noise: g(z, training=True), batch * fg)
+                parts[f"generator forward + backward, {layers}, batch {batch}"] = (lambda g=generator, z=noise: _forward_backward(g, z), 3 * batch * fg)
+            images = tf.random.normal((2 * batch, *discriminator.input_shape[1:]))
+            parts[f"discriminator forward + backward, batch {2 * batch}"] = (lambda: _forward_backward(discriminator, images), 3 * 2 * batch * fd)
+            for part, (fn, flops) in parts.items():
+                compiled = tf.function(fn, jit_compile=jit)
+                tf.nest.map_structure(lambda t: t.numpy(), compiled())  # trace, compile
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    tf.nest.map_structure(lambda t: t.numpy(), compiled())
+                    times.append(time.perf_counter() - start)
+                seconds = statistics.median(times)
+                rows.append((part, how, 1e3 * seconds, flops / seconds / 1e9))
     return rows
+
+
+def _forward_backward(model, x):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.cast(model(x, training=True), tf.float32))
+    return tape.gradient(loss, model.trainable_variables)
 
 
 def main() -> None:
@@ -247,7 +254,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         help="which rows to measure (the tutorials' loop is always first: the ratios are against it)")
-    parser.add_argument("--parts", action="store_true", help="also time the float32 step's parts (G forward, G and D forward+backward), with and without XLA")
+    parser.add_argument("--parts", action="store_true",
+                        help="also time the step's parts (G forward, G and D forward+backward) at the first batch size, in float32 with and without XLA, and in bfloat16 where a variant trains in it")
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                         help="TF's intra-op and inter-op thread pools (default: TF's choice, one per core)")
     args = parser.parse_args()
@@ -287,10 +295,12 @@ def main() -> None:
             print(f"| {batch} | {row['variant']} | {rate:.0f} | {rate / baseline:.2f}x | {gflops:.1f} | {peak_text} |", flush=True)
 
     if args.parts:
-        print("\n| part | precision | ms | GFLOP/s | % of float32 matmul peak |")
+        hows = ("float32", "float32 + XLA") + (("mixed_bfloat16",) if "bfloat16" in peaks else ())
+        print("\n| part | precision | ms | GFLOP/s | % of its precision's matmul peak |")
         print("|---|---|---:|---:|---:|")
-        for part, how, ms, gflops in time_parts():
-            print(f"| {part} | {how} | {ms:.1f} | {gflops:.0f} | {100 * gflops * 1e9 / peaks['float32']:.0f}% |", flush=True)
+        for part, how, ms, gflops in time_parts(args.batch_sizes[0], hows):
+            peak = peaks["bfloat16" if how == "mixed_bfloat16" else "float32"]
+            print(f"| {part} | {how} | {ms:.1f} | {gflops:.0f} | {100 * gflops * 1e9 / peak:.0f}% |", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,14 @@ def test_contenders_are_presets_with_changes_and_bad_ones_fail_before_training()
         time_to_quality.parse_contender("nosuch")
 
 
+def test_contenders_take_short_labels_one_per_contender():
+    (label, spec, config), (tutorial, *_) = time_to_quality.parse_contenders(["dcgan:ema_decay=0", "tutorial"], ["no EMA", "seeds' loop"])
+    assert (label, spec, config.ema_decay, tutorial) == ("no EMA", "dcgan:ema_decay=0", 0.0, "seeds' loop")
+    assert [label for label, *_ in time_to_quality.parse_contenders(["dcgan", "tutorial"])] == ["dcgan", "tutorial"]
+    with pytest.raises(ValueError, match="1 labels for 2 contenders"):
+        time_to_quality.parse_contenders(["dcgan", "tutorial"], ["only one"])
+
+
 def test_time_to_a_fid_is_interpolated_between_probes():
     curve = [(0.0, 0, 300.0), (60.0, 200, 40.0), (120.0, 400, 10.0), (180.0, 600, 12.0)]
     assert time_to_quality.seconds_to(curve, 20.0) == pytest.approx(100.0)
@@ -52,6 +60,16 @@ def test_throughput_bench_measures_a_matmul_peak_and_counts_fewer_flops_with_one
     assert round(folded / 1e6, 1) == 361.2  # the folded layer's 4 taps per output where the pair had 9
     spectral = architectures.build(config_lib.preset("sndcgan"))[1]  # wrapped layers count too
     assert train_throughput.forward_flops(spectral) == train_throughput.forward_flops(discriminator)
+
+
+def test_step_parts_are_timed_for_both_generator_forms_in_bfloat16():
+    rows = train_throughput.time_parts(batch=2, hows=("mixed_bfloat16",), repeats=1)
+    assert [part for part, *_ in rows] == [
+        "generator forward, folded, batch 2", "generator forward + backward, folded, batch 2",
+        "generator forward, the seeds' layers, batch 2", "generator forward + backward, the seeds' layers, batch 2",
+        "discriminator forward + backward, batch 4",
+    ]
+    assert all(how == "mixed_bfloat16" and ms > 0 and gflops > 0 for _, how, ms, gflops in rows)
 
 
 def test_grpc_floor_runs_end_to_end_and_prints_every_row(capsys):
