@@ -219,15 +219,17 @@ def time_parts(batch: int = 32, hows: tuple[str, ...] = ("float32", "float32 + X
     for how in hows:
         policy, jit = PART_HOWS[how]
         with runtime.dtype_policy(policy):
-            parts = {}
-            for fold, layers in ((True, "folded"), (False, "the seeds' layers")):
-                generator, discriminator = architectures.build(config_lib.preset("dcgan").replace(g_upsampled_conv=fold))
-                fg, fd = forward_flops(generator), forward_flops(discriminator)
-                noise = tf.random.normal((batch, generator.input_shape[-1]))
-                parts[f"generator forward, {layers}, batch {batch}"] = (lambda g=generator, z=noise: g(z, training=True), batch * fg)
-                parts[f"generator forward + backward, {layers}, batch {batch}"] = (lambda g=generator, z=noise: _forward_backward(g, z), 3 * batch * fg)
+            folded, discriminator = architectures.build(config_lib.preset("dcgan"))
+            seeds_layers = architectures.build(with_seeds_layers(config_lib.preset("dcgan")))[0]
+            noise = tf.random.normal((batch, folded.input_shape[-1]))
             images = tf.random.normal((2 * batch, *discriminator.input_shape[1:]))
-            parts[f"discriminator forward + backward, batch {2 * batch}"] = (lambda: _forward_backward(discriminator, images), 3 * 2 * batch * fd)
+            parts = {}
+            for layers, generator in (("folded", folded), ("the seeds' layers", seeds_layers)):
+                fg = forward_flops(generator)
+                parts[f"generator forward, {layers}, batch {batch}"] = (lambda g=generator: g(noise, training=True), batch * fg)
+                parts[f"generator forward + backward, {layers}, batch {batch}"] = (lambda g=generator: _forward_backward(g, noise), 3 * batch * fg)
+            parts[f"discriminator forward + backward, batch {2 * batch}"] = (
+                lambda: _forward_backward(discriminator, images), 3 * 2 * batch * forward_flops(discriminator))
             for part, (fn, flops) in parts.items():
                 compiled = tf.function(fn, jit_compile=jit)
                 tf.nest.map_structure(lambda t: t.numpy(), compiled())  # trace, compile
