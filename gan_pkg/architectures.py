@@ -25,6 +25,7 @@ from keras import layers
 
 from gan_pkg.class_code import ClassCode
 from gan_pkg.config import GANConfig
+from gan_pkg.fused_norm import FusedBatchNormalization
 from gan_pkg.upsampled_conv import UpsampledConv2D
 
 
@@ -42,7 +43,7 @@ def _synchronized(config: GANConfig) -> bool:
 
 
 def _batch_norm(config: GANConfig, momentum: float) -> layers.Layer:
-    return layers.BatchNormalization(momentum=momentum, synchronized=_synchronized(config))
+    return FusedBatchNormalization(momentum=momentum, synchronized=_synchronized(config))
 
 
 @keras.saving.register_keras_serializable(package="gan_pkg")
@@ -54,7 +55,7 @@ class ConditionalBatchNorm(layers.Layer):
     def __init__(self, num_classes: int, momentum: float = 0.99, synchronized: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes, self.momentum, self.synchronized = int(num_classes), momentum, synchronized
-        self.norm = layers.BatchNormalization(momentum=momentum, center=False, scale=False, synchronized=synchronized)
+        self.norm = FusedBatchNormalization(momentum=momentum, center=False, scale=False, synchronized=synchronized)
 
     def build(self, input_shape):
         x_shape = input_shape[0]

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from gan_pkg import augment, losses, runtime
+from gan_pkg import augment, fused_norm, losses, runtime
 from gan_pkg.class_code import noise_with_class
 from gan_pkg.conditioning import Conditioning
 from gan_pkg.recipe import LEGACY_COMPILE_ARGS, Recipe
@@ -142,6 +142,8 @@ class GAN(keras.Model):
         """keras-io's shape: one optimizer per network; `recipe` (default: Recipe()) is how
         they are trained; other keyword arguments go to keras.Model.compile."""
         super().compile(**kwargs)
+        for network in (self.generator, self.discriminator):
+            fused_norm.use_fused_op(network, not self.jit_compile)
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             # float16 gradients underflow without loss scaling; bfloat16 does not need it.
             wrap = keras.optimizers.LossScaleOptimizer
