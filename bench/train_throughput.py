@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from gan_pkg import architectures, runtime, training  # noqa: E402
+from gan_pkg.fused_norm import use_fused_op  # noqa: E402
 from gan_pkg import config as config_lib  # noqa: E402
 from gan_pkg.upsampled_conv import UpsampledConv2D  # noqa: E402
 
@@ -146,10 +147,13 @@ class _Clock(keras.callbacks.Callback):
 class FusedFit:
     """GAN.fit with the package's own train_step under one configuration."""
 
-    def __init__(self, cfg, images):
+    def __init__(self, cfg, images, fused_norm: bool = True):
         self.policy = runtime.resolve_precision(cfg.precision)
         with runtime.dtype_policy(self.policy):
             self.model = training.build_gan(cfg)
+        if not fused_norm:  # batch norm trained through Keras' own ops, as before FusedBatchNormalization
+            for network in (self.model.generator, self.model.discriminator):
+                use_fused_op(network, False)
         self.dataset = (
             tf.data.Dataset.from_tensor_slices(images).repeat().batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         )
@@ -185,7 +189,10 @@ VARIANTS = {
     "GAN.fit mixed_bfloat16 + jit_compile": _variant("mixed_bfloat16", True),
     "GAN.fit mixed_bfloat16, 10 steps/execution": _variant("mixed_bfloat16", steps_per_execution=10),
     "GAN.fit mixed_bfloat16, one G forward, 10 steps/execution": _variant("mixed_bfloat16", reuse_fakes=True, steps_per_execution=10),
+    "GAN.fit mixed_bfloat16, one G forward, Keras' batch-norm ops": _variant("mixed_bfloat16", reuse_fakes=True),
+    "GAN.fit dcgan, Keras' batch-norm ops": lambda cfg: cfg,
 }
+KERAS_NORM = "Keras' batch-norm ops"  # variants whose batch norm trains through Keras' ops, not the fused one
 
 
 def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray, variants: list[str]) -> list[dict]:
@@ -193,7 +200,7 @@ def measure(batch_size: int, steps: int, repeats: int, images: np.ndarray, varia
     configs = {name: VARIANTS[name](base) for name in variants}
     runners = {}
     for name, cfg in configs.items():
-        runners[name] = (TutorialLoop if name.startswith("tutorials") else FusedFit)(cfg, images)
+        runners[name] = TutorialLoop(cfg, images) if name.startswith("tutorials") else FusedFit(cfg, images, fused_norm=KERAS_NORM not in name)
         runners[name].run(max(3, steps // 5))  # warm-up: tracing, compilation, first allocations
     times = {name: [] for name in runners}
     for _ in range(repeats):

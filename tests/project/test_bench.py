@@ -72,6 +72,16 @@ def test_step_parts_are_timed_for_both_generator_forms_in_bfloat16():
     assert all(how == "mixed_bfloat16" and ms > 0 and gflops > 0 for _, how, ms, gflops in rows)
 
 
+def test_keras_norm_variants_train_batch_norm_through_keras_ops_and_the_others_fused():
+    images = np.zeros((8, 28, 28, 1), np.float32)
+    base = train_throughput.config_lib.preset("dcgan").replace(batch_size=4, precision="float32", jit_compile=False)
+    fused_flags = {}
+    for name in ("GAN.fit dcgan, Keras' batch-norm ops", "GAN.fit dcgan (precision=auto, jit_compile=auto)"):
+        runner = train_throughput.FusedFit(train_throughput.VARIANTS[name](base), images, fused_norm=train_throughput.KERAS_NORM not in name)
+        fused_flags[name] = {layer.fused for layer in runner.model.generator._flatten_layers() if hasattr(layer, "fused")}
+    assert list(fused_flags.values()) == [{False}, {True}]
+
+
 def test_grpc_floor_runs_end_to_end_and_prints_every_row(capsys):
     """bench/grpc_floor.py with tiny counts: both echo servers, the minimal Predict server and
     the batcher answer, and each row reports finite numbers."""
