@@ -33,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py --parts
+	$(PY) bench/step_profile.py
 	$(PY) bench/serving_latency.py
 	$(PY) bench/grpc_floor.py
 	$(PY) bench/time_to_quality.py

@@ -147,15 +147,17 @@ class _Clock(keras.callbacks.Callback):
 class FusedFit:
     """GAN.fit with the package's own train_step under one configuration."""
 
-    def __init__(self, cfg, images, fused_norm: bool = True):
+    def __init__(self, cfg, images, fused_norm: bool = True, labels=None):
+        """`labels`: one per image, for a config whose fakes are drawn per class."""
         self.policy = runtime.resolve_precision(cfg.precision)
         with runtime.dtype_policy(self.policy):
             self.model = training.build_gan(cfg)
         if not fused_norm:  # batch norm trained through Keras' own ops, as before FusedBatchNormalization
             for network in (self.model.generator, self.model.discriminator):
                 use_fused_op(network, False)
+        examples = (images, labels) if labels is not None and cfg.classes.drawn_classes else images
         self.dataset = (
-            tf.data.Dataset.from_tensor_slices(images).repeat().batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+            tf.data.Dataset.from_tensor_slices(examples).repeat().batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         )
         self.spe = cfg.steps_per_execution
 

@@ -82,6 +82,19 @@ def test_keras_norm_variants_train_batch_norm_through_keras_ops_and_the_others_f
     assert list(fused_flags.values()) == [{False}, {True}]
 
 
+def test_step_profile_sums_each_ops_time_per_step_without_counting_wrappers(tmp_path):
+    import step_profile
+
+    config = step_profile.config_lib.preset("dcgan").replace(batch_size=4, precision="float32", jit_compile=False)
+    runner = train_throughput.FusedFit(config, np.zeros((8, 28, 28, 1), np.float32))
+    runner.run(1)
+    seconds, per_op = step_profile.profile(runner, 2, tmp_path)
+    types = step_profile.by_type(per_op)
+    assert seconds > 0 and any("Conv2D" in op_type for op_type in types)
+    assert not any(name.endswith(("StatefulPartitionedCall", "::Process")) or "__inference" in name for name in per_op)
+    assert sum(types.values()) == pytest.approx(sum(per_op.values()))
+
+
 def test_grpc_floor_runs_end_to_end_and_prints_every_row(capsys):
     """bench/grpc_floor.py with tiny counts: both echo servers, the minimal Predict server and
     the batcher answer, and each row reports finite numbers."""
