@@ -2,8 +2,8 @@
 
 Keras 3's BatchNormalization trains through a chain of separate ops (a cast to float32,
 mean, squared difference, mean, scale and shift, and as many again for the gradient),
-each one pass over the activations. On a CPU, in bfloat16 above all, those passes cost
-about as much as the convolutions beside them. TensorFlow's FusedBatchNormV3 (oneDNN on
+each one pass over the activations. On a CPU, in bfloat16 above all, those passes are
+a large part of a training step (`bench/step_profile.py` shows them). TensorFlow's FusedBatchNormV3 (oneDNN on
 CPUs, cuDNN on GPUs, and XLA compiles it) normalizes in one pass forward and one
 backward. `FusedBatchNormalization` is Keras' layer with the same weights, options and
 moving-average rule; only a training call runs the fused op. Inference runs Keras' own
@@ -50,7 +50,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, epsilon=self.epsilon, is_training=True)
         # The op returns the unbiased batch variance; Keras averages the biased one.
         count = tf.cast(tf.size(x) // channels, tf.float32)
-        variance = tf.where(count > 1, variance * (count - 1) / count, tf.zeros_like(variance))  # one value: 0
+        variance = tf.where(count > 1, variance * (count - 1) / count, tf.zeros_like(variance))  # one value per channel: 0
         momentum = self.momentum
         self.moving_mean.assign(self.moving_mean * momentum + tf.cast(mean, self.moving_mean.dtype) * (1.0 - momentum))
         self.moving_variance.assign(self.moving_variance * momentum + tf.cast(variance, self.moving_variance.dtype) * (1.0 - momentum))
