@@ -153,8 +153,7 @@ class FusedFit:
         with runtime.dtype_policy(self.policy):
             self.model = training.build_gan(cfg)
         if not fused_norm:  # batch norm trained through Keras' own ops, as before FusedBatchNormalization
-            for network in (self.model.generator, self.model.discriminator):
-                use_fused_op(network, False)
+            use_fused_op(self.model, False)
         examples = (images, labels) if labels is not None and cfg.classes.drawn_classes else images
         self.dataset = (
             tf.data.Dataset.from_tensor_slices(examples).repeat().batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -40,8 +40,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fuses(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
-        channels = inputs.shape[-1]
-        x = tf.reshape(inputs, (-1, 1, 1, channels)) if len(inputs.shape) == 2 else inputs
+        channels, flat = inputs.shape[-1], len(inputs.shape) == 2
+        x = tf.reshape(inputs, (-1, 1, 1, channels)) if flat else inputs  # the op takes rank 4
         if x.dtype not in (tf.float16, tf.bfloat16, tf.float32):
             x = tf.cast(x, tf.float32)
         # Scale and offset stay float32 under mixed precision: the op computes in float32.
@@ -54,13 +54,13 @@ class FusedBatchNormalization(layers.BatchNormalization):
         momentum = self.momentum
         self.moving_mean.assign(self.moving_mean * momentum + tf.cast(mean, self.moving_mean.dtype) * (1.0 - momentum))
         self.moving_variance.assign(self.moving_variance * momentum + tf.cast(variance, self.moving_variance.dtype) * (1.0 - momentum))
-        y = tf.reshape(y, tf.shape(inputs)) if len(inputs.shape) == 2 else y
+        y = tf.reshape(y, tf.shape(inputs)) if flat else y
         return tf.cast(y, self.compute_dtype)
 
 
 def use_fused_op(model: keras.Model, enabled: bool) -> None:
-    """Train every FusedBatchNormalization in `model` through the fused op, or (False: an
-    XLA-compiled step) through Keras' own ops."""
+    """Train every FusedBatchNormalization in `model` (a GAN: both networks and its EMA copy)
+    through the fused op, or (False: an XLA-compiled step) through Keras' own ops."""
     for layer in model._flatten_layers():
         if isinstance(layer, FusedBatchNormalization):
             layer.fused = enabled

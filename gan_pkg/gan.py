@@ -142,8 +142,7 @@ class GAN(keras.Model):
         """keras-io's shape: one optimizer per network; `recipe` (default: Recipe()) is how
         they are trained; other keyword arguments go to keras.Model.compile."""
         super().compile(**kwargs)
-        for network in (self.generator, self.discriminator):
-            fused_norm.use_fused_op(network, not self.jit_compile)
+        fused_norm.use_fused_op(self, not self.jit_compile)
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             # float16 gradients underflow without loss scaling; bfloat16 does not need it.
             wrap = keras.optimizers.LossScaleOptimizer
