@@ -160,6 +160,18 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, except that an epoch cut short (`--max-time`, the NaN guard)
+    ends at the step it reached. Keras finalises every epoch at its planned step count,
+    so the last line of a stopped run claimed a whole epoch and divided its time by it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.progbar is not None and 0 < self.seen < (self.target or 0):
+            self.progbar.update(self.seen, list((logs or {}).items()), finalize=True)
+        else:
+            super().on_epoch_end(epoch, logs)
+
+
 class EMAStatistics(keras.callbacks.Callback):
     """The EMA generator's batch-norm statistics, measured on its own weights at the end
     of every epoch (GAN.refresh_ema_statistics): before anything samples from it,

@@ -150,7 +150,7 @@ def train(
                 callbacks.SampleMonitor(config, workdir, data.holdout),
                 callbacks.HistoryPlot(workdir / runs.HISTORY_FILE, workdir / runs.LOSS_PLOT),
             ]
-        run_callbacks.append(callbacks.Checkpointer(checkpoints, guard, chief=chief, budget=budget))
+        run_callbacks += [callbacks.Checkpointer(checkpoints, guard, chief=chief, budget=budget), callbacks.ProgressBar()]
         if verbose is None:  # a live bar on a terminal, one line per epoch in logs
             verbose = 1 if sys.stdout.isatty() else 2
         if initial_epoch < epochs:

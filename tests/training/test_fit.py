@@ -143,6 +143,15 @@ def test_max_time_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(tmp_p
     assert not training.train(cfg, tmp_path / "run", verbose=0, max_seconds=1e-9).out_of_time  # nothing left to train
 
 
+def test_a_log_line_of_an_epoch_cut_short_counts_the_steps_it_ran(tmp_path, capsys):
+    path = tmp_path / "few.npz"
+    np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
+    cfg = tiny("dcgan", data=str(path), holdout=10, steps=16)  # 2 epochs of 8 steps
+    training.train(cfg, tmp_path / "run", verbose=2, max_seconds=1e-9)  # stops after step 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if "ms/step" in line or "s/step" in line]
+    assert len(lines) == 1 and lines[0].startswith("1/8 - "), lines
+
+
 class _PoisonDiscriminator(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == 1:
