@@ -148,7 +148,7 @@ def test_a_log_line_of_an_epoch_cut_short_counts_the_steps_it_ran(tmp_path, caps
     np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
     cfg = tiny("dcgan", data=str(path), holdout=10, steps=16)  # 2 epochs of 8 steps
     training.train(cfg, tmp_path / "run", verbose=2, max_seconds=1e-9)  # stops after step 1
-    lines = [line for line in capsys.readouterr().out.splitlines() if "ms/step" in line or "s/step" in line]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "/step" in line]
     assert len(lines) == 1 and lines[0].startswith("1/8 - "), lines
 
 
