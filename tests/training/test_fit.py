@@ -128,10 +128,14 @@ def test_max_time_reads_durations_as_lightning_and_people_write_them(text, secon
     assert parse_duration(text) == seconds
 
 
-def test_max_time_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(tmp_path):
+def _small_npz(tmp_path):
     path = tmp_path / "few.npz"
     np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
-    cfg = tiny("dcgan", data=str(path), holdout=10, steps=16)  # 2 epochs of 8 steps
+    return path
+
+
+def test_max_time_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(tmp_path):
+    cfg = tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10, steps=16)  # 2 epochs of 8 steps
     stopped = training.train(cfg, tmp_path / "run", verbose=0, max_seconds=1e-9)  # every step crosses it
     assert stopped.out_of_time and stopped.step == 1
     # The checkpoint counts completed epochs (none): the rerun redoes epoch 1 from its start.
@@ -144,9 +148,7 @@ def test_max_time_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(tmp_p
 
 
 def test_a_log_line_of_an_epoch_cut_short_counts_the_steps_it_ran(tmp_path, capsys):
-    path = tmp_path / "few.npz"
-    np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
-    cfg = tiny("dcgan", data=str(path), holdout=10, steps=16)  # 2 epochs of 8 steps
+    cfg = tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10, steps=16)  # 2 epochs of 8 steps
     training.train(cfg, tmp_path / "run", verbose=2, max_seconds=1e-9)  # stops after step 1
     lines = [line for line in capsys.readouterr().out.splitlines() if "/step" in line]
     assert len(lines) == 1 and lines[0].startswith("1/8 - "), lines
@@ -160,9 +162,7 @@ class _PoisonDiscriminator(keras.callbacks.Callback):
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    path = tmp_path / "few.npz"
-    np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
-    cfg = tiny("dcgan", data=str(path), holdout=10, steps=24)  # 3 epochs of 8 steps
+    cfg = tiny("dcgan", data=str(_small_npz(tmp_path)), holdout=10, steps=24)  # 3 epochs of 8 steps
     with pytest.raises(callbacks.TrainingDiverged, match=r"d_loss became nan at step 9; the last good checkpoint is .*ckpt-0001\.keras"):
         training.train(cfg, tmp_path / "run", verbose=0, extra_callbacks=[_PoisonDiscriminator()])
     assert [epoch for epoch, _ in runs.list_checkpoints(tmp_path / "run" / "checkpoints")] == [1]
@@ -221,12 +221,6 @@ def test_val_fid_is_logged_and_the_best_checkpoint_kept(tmp_path):
     assert best["val_fid"] == pytest.approx(min(fids), rel=1e-6)
     assert (tmp_path / "run" / "checkpoints" / "best.keras").is_file()
     assert any((tmp_path / "run" / "tensorboard" / "val_fid").iterdir())
-
-
-def _small_npz(tmp_path):
-    path = tmp_path / "few.npz"
-    np.savez(path, x=np.random.default_rng(0).integers(0, 255, (74, 28, 28), dtype=np.uint8))
-    return path
 
 
 def test_resume_skips_half_written_and_damaged_checkpoints(tmp_path, capsys):
