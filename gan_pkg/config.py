@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ class GANConfig:
     image_size: int = option(0, "side of the square images trained (`--image-size`); 0: the data's, within the preset's supported sides")
     channels: int = option(0, "1 (grey) or 3 (RGB) (`--channels`); 0: RGB when the data has colour")
     resize: str = option("center-crop", "how other-sized images are fitted: center-crop | stretch (`--resize`)")
+    background: str = option("white", "what transparent pixels are composited onto: white | black | grey | #rrggbb (`--background`)")
     class_names: tuple = option((), "names of the label values (an image folder's class subfolders); empty: the indices")
     latent_dim: int = option(100, "length of the noise vector the served generator takes")
     latent_distribution: str = option("normal", "noise distribution: normal (mean 0, std 1) | uniform")
@@ -156,6 +158,7 @@ class GANConfig:
             raise ValueError(f"augment: preset {config.preset!r} makes 1-D samples; DiffAugment works on images")
         if config.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {config.resize!r}")
+        parse_background(config.background)
         if config.channels not in (0, 1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {config.channels}")
         if config.image_size < 0:
@@ -174,6 +177,19 @@ class GANConfig:
 LR_SCHEDULES = ("constant", "linear", "cosine")
 RESIZE_MODES = ("center-crop", "stretch")
 AUGMENT_POLICIES = ("color", "translation", "cutout")  # gan_pkg.augment
+
+
+BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}
+
+
+def parse_background(text: str) -> tuple[int, int, int]:
+    """"white" / "black" / "grey" / "#rrggbb" -> an RGB triple; raises ValueError on anything else."""
+    name = text.strip().lower()
+    if name in BACKGROUNDS:
+        return BACKGROUNDS[name]
+    if re.fullmatch(r"#[0-9a-f]{6}", name):
+        return tuple(int(name[i : i + 2], 16) for i in (1, 3, 5))
+    raise ValueError(f"background must be white, black, grey or a colour as #rrggbb, got {text!r}")
 
 
 def parse_augment_policy(text: str) -> tuple[str, ...]:

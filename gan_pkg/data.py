@@ -61,10 +61,11 @@ def survey(config: GANConfig) -> Survey:
         else:
             found = f"{labels.min()}..{labels.max()}" if np.issubdtype(labels.dtype, np.number) else str(labels.dtype)
             problem = f"{config.data}: labels must be integers >= 0, found {found}"
-    layout = "grey" if images.shape[-1] == 1 else "RGB"
+    layout = {1: "grey", 2: "LA", 3: "RGB", 4: "RGBA"}[images.shape[-1]]
     count = len(images) + (len(arrays.test_images) if arrays.test_images is not None else 0)
-    return Survey(config.data, count, ((images.shape[2], images.shape[1]),), layout == "RGB", {layout: len(images)}, classes,
-                  label_problem=problem)
+    transparent = count if layout in ("LA", "RGBA") else 0
+    return Survey(config.data, count, ((images.shape[2], images.shape[1]),), layout in ("RGB", "RGBA"), {layout: len(images)},
+                  classes, label_problem=problem, transparent=transparent)
 
 
 def load(config: GANConfig) -> Data:
@@ -204,16 +205,13 @@ def _labels(values) -> np.ndarray | None:
 
 
 def _as_images(images: np.ndarray, source: str, notes: list | None = None) -> np.ndarray:
-    """Any [N, H, W] or [N, H, W, 1|3|4] array of pixel values -> uint8 [N, H, W, C], C in (1, 3)."""
+    """Any [N, H, W] or [N, H, W, 1|2|3|4] array of pixel values -> uint8 [N, H, W, C]: grey, grey
+    and alpha, RGB, or RGBA (alpha is composited when the images are fitted: `_fit_all`)."""
     images = np.asarray(images)
     if images.ndim == 3:  # (N, H, W): grayscale without a channel axis
         images = images[..., None]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise DataError(f"{source}: expected images of shape [N, H, W] or [N, H, W, 1|3|4], got {images.shape}")
-    if images.shape[-1] == 4:
-        images = images[..., :3]
-        if notes is not None:
-            notes.append("alpha channel dropped")
+    if images.ndim != 4 or images.shape[-1] not in (1, 2, 3, 4):
+        raise DataError(f"{source}: expected images of shape [N, H, W] or [N, H, W, 1|2|3|4], got {images.shape}")
     if images.size and (np.isnan(images).any() if images.dtype.kind == "f" else False):
         raise DataError(f"{source}: pixel values must lie in [0, 255], found NaN")
     if images.size and images.dtype.kind == "f" and images.max() <= 1.0 and images.min() >= 0.0:
@@ -226,12 +224,15 @@ def _as_images(images: np.ndarray, source: str, notes: list | None = None) -> np
 
 
 def _fit_all(images: np.ndarray, config: GANConfig) -> np.ndarray:
-    """uint8 [N, H, W, C] at config.image_shape (the fast path when it already is)."""
+    """uint8 [N, H, W, C] (C 1-4) at config.image_shape, alpha composited (the fast path when
+    the images already are)."""
     if tuple(images.shape[1:]) == tuple(config.image_shape):
         return images
     from PIL import Image
 
-    return np.stack([folders.fit_image(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), config) for image in images])
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[images.shape[-1]]
+    as_pil = lambda image: Image.fromarray(image[..., 0] if mode == "L" else image, mode)  # noqa: E731
+    return np.stack([folders.fit_image(as_pil(image), config) for image in images])
 
 
 def _normal1d(config: GANConfig) -> Data:

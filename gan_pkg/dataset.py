@@ -10,7 +10,7 @@ import numpy as np
 
 NAMED_SOURCES = ("mnist-sample", "mnist", "fashion-mnist", "cifar10")  # --data names that are not paths
 HOLDOUT_SEED = 20240601  # fixed forever: the held-out split must not move between runs
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "grey")
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F", "grey")
 
 
 class DataError(ValueError):
@@ -44,17 +44,21 @@ class Survey:
     class_names: tuple = ()  # an image folder's class subfolders, sorted; () = numeric labels
     unreadable: tuple = ()  # files whose header cannot be read
     label_problem: str = ""  # why labels that are there cannot be used (a DataError where training needs them)
+    transparent: int = 0  # images with an alpha channel or a transparent colour (composited onto config.background)
 
     @property
     def min_side(self) -> int:
         return min(min(size) for size in self.sizes)
 
     def describe(self) -> str:
-        """e.g. '600 images, 64×64 RGB' or '40 images, 30×40 to 128×96 (mixed sizes) RGB and grey'."""
+        """e.g. '600 images, 64×64 RGB' or '40 images, 30×40 to 128×96 (mixed sizes) RGB and grey, 3 with transparency'."""
         (w0, h0), (w1, h1) = self.sizes[0], self.sizes[-1]
         size = f"{w0}×{h0}" if len(self.sizes) == 1 else f"{w0}×{h0} to {w1}×{h1} (mixed sizes)"
         colours = {colour_name(mode) for mode in self.modes}
-        return f"{self.count:,} images, {size} {' and '.join(sorted(colours))}"
+        alpha = ""
+        if self.transparent:
+            alpha = ", all with transparency" if self.transparent == self.count else f", {self.transparent:,} with transparency"
+        return f"{self.count:,} images, {size} {' and '.join(sorted(colours))}{alpha}"
 
 
 def colour_name(mode: str) -> str:

@@ -26,6 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, metavar="N", help="train NxN images (default: the largest the preset builds from the data's size)")
     parser.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (RGB) (default: RGB when the data has colour)")
     parser.add_argument("--resize", choices=config_lib.RESIZE_MODES, help="how images of another shape are fitted (default: center-crop)")
+    parser.add_argument("--background", metavar="COLOUR", help="what transparent pixels are composited onto: white, black, grey or #rrggbb (default: white)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="training steps (generator updates)")
     budget.add_argument("--epochs", type=int, help="passes over the training split instead of --steps")
@@ -54,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args: argparse.Namespace) -> config_lib.GANConfig:
-    flags = {"data": args.data, "batch_size": args.batch_size, "image_size": args.image_size, "channels": args.channels, "resize": args.resize}
+    flags = {"data": args.data, "batch_size": args.batch_size, "image_size": args.image_size, "channels": args.channels, "resize": args.resize,
+             "background": args.background}
     values = {k: v for k, v in flags.items() if v is not None} | config_lib.parse_assignments(args.set)
     return config_lib.GANConfig.resolve(args.preset, values, steps=args.steps, epochs=args.epochs)
 

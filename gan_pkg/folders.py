@@ -17,22 +17,38 @@ from pathlib import Path
 import numpy as np
 
 from gan_pkg import files as files_lib
-from gan_pkg.config import GANConfig
+from gan_pkg.config import GANConfig, parse_background
 from gan_pkg.dataset import HOLDOUT_SEED, Data, DataError, Survey, colour_name, listing
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+def is_transparent(image) -> bool:
+    """Whether a PIL image (its header is enough) has an alpha channel or a transparent colour."""
+    return image.has_transparency_data
+
+
+def composited(image, background: tuple[int, int, int]):
+    """A PIL image with transparency -> RGB, its transparent pixels replaced by `background`
+    (alpha-weighted at soft edges). Dropping alpha instead would show whatever colour a file
+    happens to store under its transparent pixels, which differs from file to file."""
+    from PIL import Image
+
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba).convert("RGB")
+
+
 def fit_image(image, config: GANConfig) -> np.ndarray:
-    """One PIL image -> uint8 [S, S, C]: its mode converted (alpha dropped, palette expanded,
-    grey and colour either way), then centre-cropped to a square or stretched, and resampled."""
+    """One PIL image -> uint8 [S, S, C]: transparency composited onto `config.background`, its
+    mode converted (palette expanded, grey and colour either way), then centre-cropped to a
+    square or stretched, and resampled."""
     from PIL import Image
 
     side, _, channels = config.image_shape
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: keep the top 8 bits, not a clip at 255
         image = Image.fromarray((np.asarray(image, np.float64) / 257.0).clip(0, 255).astype(np.uint8))
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
+    if is_transparent(image):
+        image = composited(image, parse_background(config.background))
     image = image.convert("RGB" if channels == 3 else "L")
     width, height = image.size
     if config.resize == "center-crop" and width != height:
@@ -63,19 +79,21 @@ def survey_folder(path: Path) -> Survey:
     from PIL import Image
 
     files, classes = folder_files(path)
-    sizes, modes, unreadable = set(), {}, []
+    sizes, modes, unreadable, transparent = set(), {}, [], 0
     for file in files:
         try:
             with Image.open(file) as image:
                 sizes.add(image.size)
                 modes[image.mode] = modes.get(image.mode, 0) + 1
+                transparent += is_transparent(image)
         except Exception:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
             unreadable.append(str(file))
     if not sizes:
         raise DataError(f"{path}: none of its {len(files)} image files can be read ({listing(unreadable)})")
     count = len(files) - len(unreadable)
     colour = any(colour_name(mode) == "RGB" for mode in modes)
-    return Survey(str(path), count, tuple(sorted(sizes)), colour, modes, len(classes), classes, tuple(unreadable))
+    return Survey(str(path), count, tuple(sorted(sizes)), colour, modes, len(classes), classes, tuple(unreadable),
+                  transparent=transparent)
 
 
 def memory_budget() -> int:
@@ -142,8 +160,8 @@ def _folder_data(images, labels, classes, unreadable, holdout: int) -> Data:
 
 
 def _folder_key(path: Path, files: list, config: GANConfig) -> str:
-    """What a decoded folder depends on: its files (name, size, time), the shape and the resize."""
-    digest = hashlib.sha256(json.dumps([str(path.resolve()), list(config.image_shape), config.resize]).encode())
+    """What a decoded folder depends on: its files (name, size, time), the shape, the resize and the background."""
+    digest = hashlib.sha256(json.dumps([str(path.resolve()), list(config.image_shape), config.resize, config.background]).encode())
     for file in files:
         stat = file.stat()
         digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())

@@ -92,6 +92,8 @@ def _image_shape(config: GANConfig, found: Survey) -> tuple[tuple, str]:
         note = "; ".join(filter(None, [note, f"{how} (--resize)"]))
     if channels == 1 and found.colour:
         note = "; ".join(filter(None, [note, "colour converted to grey (--channels 1)"]))
+    if found.transparent:
+        note = "; ".join(filter(None, [note, f"transparent pixels composited onto {config.background} (--background)"]))
     return (side, side, channels), note
 
 

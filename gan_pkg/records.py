@@ -274,12 +274,13 @@ def survey_records(config: GANConfig) -> Survey:
     """What the records hold, from each image's header (raw pixels: their shape); the count
     includes the held-out records of `holdout_data` or an Examples folder's Split-eval."""
     train, held, _ = _sources(config)
-    sizes, modes, labels, count = set(), {}, _Labels(config.data), 0
+    sizes, modes, labels, count, transparent = set(), {}, _Labels(config.data), 0, 0
     for files in (train, held or []):
         for where, example in _records(files):
             image = _image(example, where)
             sizes.add(image.size)
             modes[image.mode] = modes.get(image.mode, 0) + 1
+            transparent += folders.is_transparent(image)
             labels.add(example, where)
             count += 1
     if not count:
@@ -287,7 +288,8 @@ def survey_records(config: GANConfig) -> Survey:
     values = labels.array()
     classes = 0 if values is None else int(values.max()) + 1
     colour = any(colour_name(mode) == "RGB" for mode in modes)
-    return Survey(config.data, count, tuple(sorted(sizes)), colour, modes, classes, label_problem=labels.check())
+    return Survey(config.data, count, tuple(sorted(sizes)), colour, modes, classes, label_problem=labels.check(),
+                  transparent=transparent)
 
 
 def _decode(files: list[Path], config: GANConfig, source: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:

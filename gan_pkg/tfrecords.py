@@ -99,11 +99,13 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, metavar="N", help="write NxN images (default: the data's own short side)")
     parser.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB) (default: RGB when the data has colour)")
     parser.add_argument("--resize", choices=RESIZE_MODES, help="how images of another shape are fitted (default: center-crop)")
+    parser.add_argument("--background", metavar="COLOUR", help="what transparent pixels are composited onto: white, black, grey or #rrggbb (default: white)")
     parser.add_argument("--holdout", type=int, metavar="N", help="examples in Split-eval (default: gan_pkg's held-out count)")
     args = parser.parse_args(argv)
     if args.holdout is not None and args.holdout < 1:
         parser.error("--holdout must be at least 1")
-    flags = {"data": args.data, "image_size": args.image_size, "channels": args.channels, "resize": args.resize, "holdout": args.holdout}
+    flags = {"data": args.data, "image_size": args.image_size, "channels": args.channels, "resize": args.resize, "background": args.background,
+             "holdout": args.holdout}
     import_tensorflow_quietly()
     try:
         config = GANConfig.resolve(WRITER_PRESET, {key: value for key, value in flags.items() if value is not None})

@@ -63,7 +63,7 @@ def test_npz_in_keras_layout_is_used_with_its_test_split(tmp_path):
         (lambda p: p / "missing", "no such file or folder"),
         (lambda p: (p / "empty").mkdir() or p / "empty", "no images found"),
         (lambda p: _only_broken_images(p), "none of its 2 image files can be decoded"),
-        (lambda p: _npz(p, np.zeros((20, 32, 32, 2), np.uint8)), "(20, 32, 32, 2)"),
+        (lambda p: _npz(p, np.zeros((20, 32, 32, 5), np.uint8)), "(20, 32, 32, 5)"),
         (lambda p: _npz(p, np.full((20, 28, 28), 300.0)), "[0, 255]"),
         (lambda p: (p / "notes.txt").write_text("hi") and p / "notes.txt", "not a folder of images or a .npz"),
         (lambda p: (p / "bad.npz").write_bytes(b"junk") and p / "bad.npz", "not a readable .npz"),

@@ -89,7 +89,7 @@ def test_mixed_sizes_and_modes_are_converted_with_one_summary_line(tmp_path):
     said = []
     planned = _plan(tiny("dcgan", data=str(folder), holdout=2), said)
     assert len(said) == 1, said
-    assert said[0].startswith(f"{folder}: 12 images, 32×32 to 64×64 (mixed sizes) RGB and grey, no labels -> training at 28×28×3")
+    assert said[0].startswith(f"{folder}: 12 images, 32×32 to 64×64 (mixed sizes) RGB and grey, 3 with transparency, no labels -> training at 28×28×3")
     assert "centre-cropped to squares (--resize)" in said[0]
     assert planned.data.train.shape[1:] == (28, 28, 3)
 
