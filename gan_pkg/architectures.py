@@ -310,7 +310,64 @@ def build_conv_tanh(config: GANConfig):
     return generator, _discriminator(config, image, x)
 
 
+def _residual_up(config: GANConfig, x, filters: int, label):
+    """A generator block at twice the side (BigGAN/SNGAN's ResBlock-up): [norm, act, upsample+conv,
+    norm, act, conv] beside a nearest-upsampled 1x1 conv shortcut, summed. Each upsample+conv is
+    one UpsampledConv2D (the same function, fewer multiply-adds)."""
+    main = x
+    if config.g_bn_momentum:
+        main = _g_norm(config, main, label)
+    main = UpsampledConv2D(filters, 3)(_activation(config.g_activation)(main))
+    if config.g_bn_momentum:
+        main = _g_norm(config, main, label)
+    main = layers.Conv2D(filters, 3, padding="same")(_activation(config.g_activation)(main))
+    shortcut = layers.Conv2D(filters, 1)(layers.UpSampling2D(2)(x))
+    return layers.Add()([main, shortcut])
+
+
+def _residual_down(config: GANConfig, x, filters: int, first: bool):
+    """A discriminator block at half the side, without normalisation (SNGAN's ResBlock-down): [act,
+    conv, act, conv, average-pool] beside a 1x1 conv + pool shortcut. The first block sees the
+    image itself, so it starts with the conv (no activation of pixels) and pools before its
+    shortcut conv, as SNGAN's "optimized" first block does."""
+    conv = lambda f, k: _d_layer(config, layers.Conv2D(f, k, padding="same"))  # noqa: E731
+    main = x if first else _activation(config.d_activation)(x)
+    main = conv(filters, 3)(main)
+    main = conv(filters, 3)(_activation(config.d_activation)(main))
+    main = layers.AveragePooling2D(2)(main)
+    shortcut = conv(filters, 1)(layers.AveragePooling2D(2)(x)) if first else layers.AveragePooling2D(2)(conv(filters, 1)(x))
+    return layers.Add()([main, shortcut])
+
+
+def build_resnet(config: GANConfig):
+    """Residual networks for colour images at 16-256 px (gan_pkg.sizing widens them as the side
+    falls): G projects the noise to a small grid and doubles it once per `g_filters` entry; D
+    halves the image once per `d_filters` entry with no normalisation (so gradient penalties and
+    spectral norm see one image at a time), then sums its features over space."""
+    inputs, z, label = _generator_inputs(config)
+    x = layers.Dense(math.prod(config.g_initial_shape))(z)
+    x = layers.Reshape(config.g_initial_shape)(x)
+    for filters in config.g_filters:
+        x = _residual_up(config, x, filters, label)
+    if config.g_bn_momentum:
+        x = _g_norm(config, x, label)
+    x = layers.Conv2D(config.image_shape[-1], 3, padding="same")(_activation(config.g_activation)(x))
+    generator = keras.Model(inputs, _output_activation(config)(x), name="generator")
+    if tuple(generator.output_shape[1:]) != tuple(config.image_shape):
+        raise ValueError(f"generator makes {tuple(generator.output_shape[1:])} but image_shape is {tuple(config.image_shape)}: "
+                         "g_initial_shape's side times 2 per g_filters entry must equal the image size")
+
+    image = keras.Input(config.image_shape, name="image")
+    x = image
+    for i, filters in enumerate(config.d_filters):
+        x = _residual_down(config, x, filters, first=i == 0)
+    x = _activation(config.d_activation)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return generator, _discriminator(config, image, x)
+
+
 ARCHITECTURES: dict[str, Callable[[GANConfig], tuple[keras.Model, keras.Model]]] = {
+    "resnet": build_resnet,
     "dcgan": build_dcgan,
     "conv": build_conv,
     "mlp": build_mlp,

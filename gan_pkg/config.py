@@ -27,7 +27,7 @@ def option(default, doc: str):
 class GANConfig:
     # -- what is trained on what
     preset: str = option("dcgan", "the preset this config started from (`--preset`)")
-    architecture: str = option("dcgan", "network family: dcgan | conv | mlp | dist1d | conv-tanh (gan_pkg.architectures)")
+    architecture: str = option("dcgan", "network family: dcgan | conv | mlp | dist1d | conv-tanh | resnet (gan_pkg.architectures)")
     data: str = option("mnist-sample", "a named data set, an `.npz`, an image folder, TFRecords or `normal1d` (DATA.md)")
     holdout_data: str = option("", "TFRecord data only: where the held-out split comes from (TFX's eval_files); empty: kept out of `data`")
     seed: int = option(0, "RNG seed of the weights' initialisation, the noise and the data's shuffle")
@@ -81,9 +81,12 @@ class GANConfig:
     lr_schedule: str = option("constant", "constant | linear | cosine: both learning rates decay to 0 over `steps`")
 
     # -- the training recipe
-    loss: str = option("bce", "bce (non-saturating) | hinge | wgan-gp (gan_pkg.losses)")
+    loss: str = option("bce", "bce (non-saturating) | hinge | wgan-gp | rpgan (relativistic pairing) (gan_pkg.losses)")
     label_smoothing: float = option(0.0, "one-sided: D's target for real images is 1 - label_smoothing")
     gp_weight: float = option(10.0, "wgan-gp's gradient-penalty weight")
+    r1_weight: float = option(0.0, "> 0: zero-centred gradient penalty on real images, gamma/2 E|grad D(x)|^2 (R1, Mescheder et al. 2018)")
+    r2_weight: float = option(0.0, "> 0: the same penalty on fakes (R2; R3GAN pairs it with R1)")
+    reg_every: int = option(1, "R1/R2 are taken on one image in every this many of each batch (the saving of StyleGAN2's lazy regularisation)")
     d_steps: int = option(1, "discriminator updates per generator update")
     reuse_fakes: bool = option(False, "one generator forward per step: the D step scores the G step's fakes")
     augment: str = option("", "DiffAugment policy for what D sees, comma-separated: translation, cutout, color (Zhao et al. 2020)")
@@ -311,6 +314,18 @@ PRESETS: dict[str, GANConfig] = {
     # head; AC-GAN's class loss beside the projection raised label accuracy and lowered FID
     # (docs/BENCHMARKS.md, B5).
     "cdcgan": dataclasses.replace(DCGAN, preset="cdcgan", conditioning="label", num_classes=10, class_loss_weight=1.0),
+    # Colour images at 16-256 px: residual G and D whose widths follow the side (gan_pkg.sizing),
+    # D without normalisation, with the default's class code and head where the data has labels.
+    # The recipe: non-saturating loss with a lazy R1 penalty, DiffAugment for small folders, Adam
+    # with beta_1 0, an EMA generator. docs/PRESETS.md says what it was measured against.
+    "resnet": dataclasses.replace(
+        DCGAN, preset="resnet", architecture="resnet", conditioning="noise-code", num_classes=10, class_loss_weight=1.0,
+        image_shape=(32, 32, 3), g_initial_shape=(8, 8, 256), g_filters=(128, 64), d_filters=(64, 128),
+        g_bn_momentum=0.9, d_bn_momentum=0.0, d_dropout=0.0,
+        r1_weight=0.05, reg_every=4, augment="color,translation,cutout",
+        beta_1=0.0, beta_2=0.99, g_learning_rate=2e-4, d_learning_rate=2e-4, ema_decay=0.999,
+        batch_size=16, reuse_fakes=True, steps=20000,
+    ),
     # Tutorial 001: the book's configurable conv GAN, every per-layer list a field.
     "conv": dataclasses.replace(
         DCGAN,

@@ -245,12 +245,34 @@ class GAN(keras.Model):
             return images
         return augment.diff_augment(images, self.augment_policy, self.seed_generator.next())
 
+    def _gradient_penalties(self, real, fake, labels):
+        """Zero-centred penalties, gamma/2 E|grad D|^2, on what D just saw: R1 on the reals, R2 on the
+        fakes (both augmented alike). The double backward costs more than the step it regularises, so
+        it is taken on one image in every `reg_every`: the saving of StyleGAN2's lazy regularisation
+        (every k steps, weighted by k) without a branch in the compiled step, which XLA refuses."""
+        recipe = self.recipe
+        keep = ops.maximum(1, ops.shape(real)[0] // recipe.reg_every)
+        labels = None if labels is None else labels[:keep]
+        total = 0.0
+        for weight, images in ((recipe.r1_weight, real), (recipe.r2_weight, fake)):
+            if weight:
+                images = images[:keep]
+                with tf.GradientTape() as tape:
+                    tape.watch(images)
+                    score = ops.sum(ops.cast(self._discriminate(images, labels)[0], "float32"))
+                grads = ops.cast(tape.gradient(score, images), "float32")
+                total += 0.5 * weight * ops.mean(ops.sum(ops.square(grads), axis=list(range(1, len(images.shape)))))
+        return total
+
     def _d_update(self, real, fake, labels):
         """One discriminator step on real images and (constant) fakes, both of `labels`."""
+        real_seen, fake_seen = self._augment(real), self._augment(fake)
         with tf.GradientTape() as tape:
-            real_logits, real_classes = self._discriminate(self._augment(real), labels)
-            fake_logits, _ = self._discriminate(self._augment(fake), labels)
+            real_logits, real_classes = self._discriminate(real_seen, labels)
+            fake_logits, _ = self._discriminate(fake_seen, labels)
             d_loss = self.gan_loss.d_loss(real_logits, fake_logits, self.recipe.label_smoothing)
+            if self.recipe.r1_weight or self.recipe.r2_weight:
+                d_loss += self._gradient_penalties(real_seen, fake_seen, labels)
             # D learns the classes from real images only: a fake's label is what G was
             # asked for, not what it drew, and fitting those would reward G's mistakes.
             d_loss += self._class_loss(real_classes, labels)
@@ -298,7 +320,11 @@ class GAN(keras.Model):
                 with tape.stop_recording():
                     real_logits, fake_logits, d_loss = self._d_update(real, tf.stop_gradient(fake), labels)
             g_logits, fake_classes = self._discriminate(self._augment(fake), labels)
-            g_loss = self.gan_loss.g_loss(g_logits)
+            if self.gan_loss.relativistic:
+                # Paired with the reals' scores of this step's D update (they do not depend on G).
+                g_loss = self.gan_loss.g_loss(g_logits, tf.stop_gradient(real_logits))
+            else:
+                g_loss = self.gan_loss.g_loss(g_logits)
             if self.conditioning.drawn_classes:
                 g_loss += self._class_loss(fake_classes, labels)
             else:

@@ -61,14 +61,28 @@ def gradient_penalty(discriminator: Callable, real, fake, alpha):
     return ops.mean(ops.square(norms - 1.0))
 
 
+def rpgan_d_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """Relativistic pairing (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024): D learns that
+    each real image is more real than the fake it is paired with, softplus(-(D(x) - D(G(z))))."""
+    del label_smoothing
+    return ops.mean(ops.softplus(fake_logits - real_logits))
+
+
+def rpgan_g_loss(fake_logits, real_logits):
+    """G's side of the pairing: each fake should score above its real partner."""
+    return ops.mean(ops.softplus(real_logits - fake_logits))
+
+
 class GANLoss(NamedTuple):
     d_loss: Callable
-    g_loss: Callable
+    g_loss: Callable  # g_loss(fake_logits), or g_loss(fake_logits, real_logits) when relativistic
     needs_gradient_penalty: bool = False
+    relativistic: bool = False
 
 
 LOSSES = {
     "bce": GANLoss(bce_d_loss, bce_g_loss),
+    "rpgan": GANLoss(rpgan_d_loss, rpgan_g_loss, relativistic=True),
     "hinge": GANLoss(hinge_d_loss, critic_g_loss),
     "wgan-gp": GANLoss(wasserstein_d_loss, critic_g_loss, needs_gradient_penalty=True),
 }

@@ -32,10 +32,15 @@ class Recipe:
     augment: str = ""
     class_loss_weight: float = 0.0
     ema_decay: float = 0.0
+    r1_weight: float = 0.0
+    r2_weight: float = 0.0
+    reg_every: int = 1
 
     def __post_init__(self):
         losses.get(self.loss)  # unknown names fail here, not in the first step
         parse_augment_policy(self.augment)
+        if self.reg_every < 1:
+            raise ValueError(f"reg_every must be at least 1 (the penalties on every image), got {self.reg_every}")
 
     @classmethod
     def of(cls, config) -> "Recipe":

@@ -27,7 +27,10 @@ MIN_GRID = 4
 MIN_DOUBLINGS = 2  # the tutorials' generators double twice
 MIN_FILTERS = 16
 SMALLEST_SIDE = MIN_GRID * 2**MIN_DOUBLINGS
-CONV_FAMILIES = ("dcgan", "conv", "conv-tanh")
+CONV_FAMILIES = ("dcgan", "conv", "conv-tanh", "resnet")  # sized by grid and doublings
+# The residual family's width at each side: constant multiply-adds per block (width halves as
+# the side doubles), capped where the smallest grids would otherwise dominate the parameters.
+RESIDUAL_WIDTH_BASE, RESIDUAL_WIDTH_MAX = 2048, 256
 
 
 def grid_and_doublings(side: int) -> tuple[int, int] | None:
@@ -55,7 +58,24 @@ def supported_sides_text(limit: int = 256) -> str:
 
 def generated_side(config: GANConfig) -> int:
     """The side the config's generator makes: its first grid times its upsampling."""
+    if config.architecture == "resnet":  # every block doubles
+        return config.g_initial_shape[0] * 2 ** len(config.g_filters)
     return config.g_initial_shape[0] * math.prod(config.g_upsample)
+
+
+def residual_width(side: int) -> int:
+    return min(RESIDUAL_WIDTH_MAX, RESIDUAL_WIDTH_BASE // side)
+
+
+def _residual_sized(config: GANConfig, grid: int, doublings: int) -> GANConfig:
+    """The residual family at grid * 2**doublings: G's blocks make sides 2*grid .. side, D's take
+    side .. 2*grid, each as wide as `residual_width` says for its side."""
+    sides = [grid * 2**k for k in range(1, doublings + 1)]
+    return config.replace(
+        g_initial_shape=(grid, grid, residual_width(grid)),
+        g_filters=tuple(residual_width(side) for side in sides),
+        d_filters=tuple(residual_width(side) for side in reversed(sides)),
+    )
 
 
 def _halved(filters: int, count: int, floor: int) -> list[int]:
@@ -82,6 +102,8 @@ def sized(config: GANConfig, image_shape: tuple) -> GANConfig:
             "Pass --image-size with one of them"
         )
     grid, doublings = found
+    if config.architecture == "resnet":
+        return _residual_sized(config, grid, doublings)
     extra = doublings - sum(1 for up in config.g_upsample if up > 1)
     changes = {"g_initial_shape": (grid, grid, config.g_initial_shape[-1])}
     g_filters, g_kernels, g_upsample = list(config.g_filters), list(config.g_kernel_sizes), list(config.g_upsample)

@@ -15,6 +15,7 @@ SHRINK = {
     "conv": dict(g_initial_shape=(7, 7, 4), g_filters=(8, 4, 4), d_filters=(4, 4, 8, 8)),
     "mlp": dict(g_filters=(16, 16, 16), d_filters=(16, 16, 16)),
     "dist1d": dict(),
+    "resnet": dict(g_initial_shape=(8, 8, 8), g_filters=(8, 4), d_filters=(4, 8)),
     "conv-tanh": dict(g_dense_units=(16,), g_initial_shape=(7, 7, 8), g_filters=(4,), d_filters=(4, 4), d_dense_units=(16,)),
 }
 # float32 and no XLA: results do not depend on the CPU's bf16, and a tiny model's steps

@@ -37,7 +37,7 @@ def test_a_colour_folder_with_classes_trains_at_its_own_size_and_colour(tmp_path
 
 
 @pytest.mark.parametrize("side", [28, 32, 64, 128])
-@pytest.mark.parametrize("preset", ["dcgan", "conv", "conv-tanh", "mlp", "cdcgan"])
+@pytest.mark.parametrize("preset", ["dcgan", "conv", "conv-tanh", "mlp", "cdcgan", "resnet"])
 def test_every_image_preset_builds_at_each_side_in_grey_and_colour(preset, side):
     for channels in (1, 3):
         config = sizing.sized(config_lib.preset(preset), (side, side, channels)).validated()

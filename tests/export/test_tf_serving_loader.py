@@ -27,7 +27,7 @@ from gan_pkg import architectures, contract, export, session_loader
 from gan_pkg import config as config_lib
 
 REPO = Path(__file__).resolve().parents[2]
-PRESETS = ["dcgan-classcode", "dcgan", "conv", "mlp", "dist1d", "conv-tanh"]  # the default first
+PRESETS = ["dcgan-classcode", "dcgan", "conv", "mlp", "dist1d", "conv-tanh", "resnet"]  # the default first
 BATCH = 3
 
 
