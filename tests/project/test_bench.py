@@ -209,3 +209,160 @@ def test_fit_overhead_accounts_for_the_whole_training_time():
     assert "after each epoch: Checkpointer" in labels and "after each epoch: SampleMonitor" in labels
     shares = [float(share.strip().rstrip("%")) for label, _, share in rows if not label.strip().startswith("of which")]
     assert sum(shares) == pytest.approx(100.0, abs=0.5)
+
+
+# -- bench/colour_data.py: emoji packages as class folders, built from fake extracted packages
+
+
+def _colour_png(path, size, mode="RGBA"):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colour = {"RGBA": (200, 40, 40, 128), "RGB": (200, 40, 40), "L": 90}.get(mode, 3)
+    Image.new(mode, (size, size), colour).save(path)
+
+
+def _fake_twemoji(root):
+    """emoji-datasource-twitter's layout: emoji.json and img/twitter/64/, one entry per case."""
+    entries = [
+        {"image": "1f600.png", "category": "Smileys & Emotion", "has_img_twitter": True},
+        {"image": "1f60a.png", "category": "Smileys & Emotion", "has_img_twitter": True},  # a palette PNG
+        {"image": "1f98a.png", "category": "Animals & Nature", "has_img_twitter": True,
+         "skin_variations": {"1F3FB": {"image": "1f98a-1f3fb.png", "has_img_twitter": True}}},
+        {"image": "1f3fb.png", "category": "Component", "has_img_twitter": True},
+        {"image": "1f4a9.png", "category": "Objects", "has_img_twitter": True},  # listed, file missing
+        {"image": "1f4aa.png", "category": "Objects", "has_img_twitter": False},  # the set has none
+        {"image": "1f680.png", "category": "Travel & Places", "has_img_twitter": True},  # 32x32
+        {"image": "1f681.png", "category": "Travel & Places", "has_img_twitter": True},  # grey
+        {"image": "../escape.png", "category": "Objects", "has_img_twitter": True},
+    ]
+    (root / "emoji.json").parent.mkdir(parents=True)
+    (root / "emoji.json").write_text(json.dumps(entries))
+    (root / "package.json").write_text(json.dumps({"name": "emoji-datasource-twitter", "version": "0.0.1"}))
+    images = root / "img" / "twitter" / "64"
+    for name in ("1f600.png", "1f98a.png", "1f98a-1f3fb.png", "1f3fb.png"):
+        _colour_png(images / name, 64)
+    _colour_png(images / "1f60a.png", 64, "P")
+    _colour_png(images / "1f680.png", 32)
+    _colour_png(images / "1f681.png", 64, "L")
+    _colour_png(root / "img" / "twitter" / "escape.png", 64)
+    return root
+
+
+def _files(out):
+    return sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file())
+
+
+def test_colour_data_copies_each_emoji_into_its_category_and_skips_the_rest(tmp_path):
+    import colour_data
+
+    package = _fake_twemoji(tmp_path / "package")
+    record = colour_data.build(colour_data.SOURCES["twemoji"], package, tmp_path / "twemoji64")
+    assert _files(tmp_path / "twemoji64") == [
+        ".colour_data.json", "animals-nature/1f98a.png", "smileys-emotion/1f600.png", "smileys-emotion/1f60a.png"]
+    assert record["counts"] == {"animals-nature": 1, "smileys-emotion": 2}
+    assert record["skipped"] == {"component": 1, "missing": 3, "not 64x64 colour": 2}
+    assert (record["package"], record["version"], record["skin_tones"]) == ("emoji-datasource-twitter", "0.0.1", False)
+    # Kept as shipped: the same bytes, transparency and palette included.
+    for name in ("smileys-emotion/1f600.png", "smileys-emotion/1f60a.png"):
+        assert (tmp_path / "twemoji64" / name).read_bytes() == (package / "img/twitter/64" / Path(name).name).read_bytes()
+    assert not list(tmp_path.glob(".twemoji64.partial"))
+
+    with_tones = colour_data.build(colour_data.SOURCES["twemoji"], package, tmp_path / "tones", skin_tones=True)
+    assert with_tones["counts"]["animals-nature"] == 2 and (tmp_path / "tones/animals-nature/1f98a-1f3fb.png").is_file()
+
+
+def test_colour_data_reads_openmoji_groups_and_leaves_out_what_is_not_an_emoji_class(tmp_path):
+    import colour_data
+
+    root = tmp_path / "package"
+    entries = [
+        {"hexcode": "1F600", "group": "smileys-emotion", "skintone": ""},
+        {"hexcode": "1F44B", "group": "people-body", "skintone": ""},
+        {"hexcode": "1F44B-1F3FB", "group": "people-body", "skintone": "1"},
+        {"hexcode": "1F3FB", "group": "component", "skintone": ""},
+        {"hexcode": "E000", "group": "extras-openmoji", "skintone": ""},
+        {"hexcode": "1F1E6", "group": "extras-unicode", "skintone": ""},
+        {"hexcode": "1F34E", "group": "food-drink", "skintone": ""},  # file missing
+        {"hexcode": "1F697", "group": "travel-places", "skintone": ""},  # 64x64, not 72x72
+    ]
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "openmoji.json").write_text(json.dumps(entries))
+    for hexcode in ("1F600", "1F44B", "1F44B-1F3FB", "1F3FB", "E000", "1F1E6"):
+        _colour_png(root / "color" / "72x72" / f"{hexcode}.png", 72)
+    _colour_png(root / "color" / "72x72" / "1F697.png", 64)
+
+    record = colour_data.build(colour_data.SOURCES["openmoji"], root, tmp_path / "openmoji72")
+    assert _files(tmp_path / "openmoji72") == [".colour_data.json", "people-body/1F44B.png", "smileys-emotion/1F600.png"]
+    assert record["skipped"] == {"component": 1, "extras-openmoji": 1, "extras-unicode": 1, "missing": 1, "not 72x72 colour": 1}
+    assert record["version"] == "17.0.0"  # no package.json: the pinned version
+    tones = colour_data.build(colour_data.SOURCES["openmoji"], root, tmp_path / "tones", skin_tones=True)
+    assert tones["counts"]["people-body"] == 2
+
+
+def test_colour_data_cli_builds_once_and_leaves_a_finished_folder_alone(tmp_path, capsys):
+    import colour_data
+
+    package, out = _fake_twemoji(tmp_path / "package"), tmp_path / "twemoji64"
+    assert colour_data.main(["twemoji", str(out), "--from", str(package)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line == (f"{out}/: 3 images in 2 classes (animals-nature 1, smileys-emotion 2) from emoji-datasource-twitter 0.0.1;"
+                    " skipped 1 component, 3 missing, 2 not 64x64 colour")
+    (out / "smileys-emotion" / "1f600.png").unlink()  # a finished folder is not looked into again
+    assert colour_data.main(["twemoji", str(out), "--from", str(package)]) == 0
+    assert capsys.readouterr().out.startswith("already built, left alone (--force rebuilds)")
+    assert not (out / "smileys-emotion" / "1f600.png").exists()
+    assert colour_data.main(["twemoji", str(out), "--from", str(package), "--force"]) == 0
+    assert (out / "smileys-emotion" / "1f600.png").is_file()
+
+
+def test_colour_data_refuses_in_one_line_what_it_cannot_do(tmp_path, capsys, monkeypatch):
+    import colour_data
+
+    (tmp_path / "mine").mkdir()
+    assert colour_data.main(["twemoji", str(tmp_path / "mine")]) == 2  # not its folder: kept
+    assert "is not a folder this script finished: --force replaces it" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))  # no npm to call
+    assert colour_data.main(["twemoji", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "npm not found on PATH" in err and not (tmp_path / "out").exists()
+    assert colour_data.main(["openmoji", str(tmp_path / "out"), "--from", str(tmp_path)]) == 2
+    assert "no readable data/openmoji.json (FileNotFoundError): not laid out as the openmoji package" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial"))
+
+
+def test_colour_data_extracts_tarballs_inside_their_target_only(tmp_path):
+    import io
+    import tarfile
+
+    import colour_data
+
+    def tarball(name, members):
+        path = tmp_path / name
+        with tarfile.open(path, "w:gz") as tar:
+            for member, data in members:
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            link = tarfile.TarInfo("package/link")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(link)
+        return path
+
+    good = tarball("good.tgz", [("package/package.json", b"{}"), ("package/img/a.png", b"x")])
+    top = colour_data.extract(good, tmp_path / "good")
+    assert top == (tmp_path / "good" / "package").resolve() and (top / "img" / "a.png").read_bytes() == b"x"
+    assert not (top / "link").exists()  # links are left out
+    bad = tarball("bad.tgz", [("package/package.json", b"{}"), ("package/../../escaped.txt", b"x")])
+    with pytest.raises(colour_data.Failure, match="would land outside"):
+        colour_data.extract(bad, tmp_path / "bad")
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_colour_data_says_npm_errors_in_one_line():
+    import colour_data
+
+    refused = json.dumps({"error": {"code": "ECONNREFUSED", "summary": "FetchError: request failed, reason: connect ECONNREFUSED"}})
+    assert colour_data.npm_error(refused, "") == "ECONNREFUSED: FetchError: request failed, reason: connect ECONNREFUSED"
+    assert colour_data.npm_error("", "npm error code E404\nnpm error 404 Not Found\n") == "code E404"
+    assert colour_data.slug("Smileys & Emotion") == "smileys-emotion" and colour_data.slug("People & Body") == "people-body"
