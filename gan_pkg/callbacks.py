@@ -28,6 +28,7 @@ from gan_pkg.config import GANConfig
 from gan_pkg.files import atomic_path, write_json
 from gan_pkg.gan import class_rows, sample_latent
 from gan_pkg.metrics import fid, kid
+from gan_pkg.swd import swd
 
 def scalar(value) -> float:
     """A logged metric as a float: 0-d, or shape [1] under MultiWorkerMirroredStrategy."""
@@ -99,7 +100,7 @@ class HistoryPlot(keras.callbacks.Callback):
     """Append each epoch's metrics to history.csv (kept across resumes) and
     redraw loss.png from the whole file."""
 
-    COLUMNS = ("epoch", "step", "d_loss", "g_loss", "d_acc", "d_real", "d_fake", "val_fid", "val_kid")
+    COLUMNS = ("epoch", "step", "d_loss", "g_loss", "d_acc", "d_real", "d_fake", "val_fid", "val_kid", "val_swd")
 
     def __init__(self, history_csv: Path, path: Path):
         super().__init__()
@@ -231,17 +232,19 @@ class Checkpointer(keras.callbacks.Callback):
 class ValFID(keras.callbacks.Callback):
     """Every `every` epochs (and at the last one): FID and KID of `num_samples`
     images from fixed noise through `model.inference_generator` vs the held-out
-    set, in the feature space gan_pkg.evaluate uses for this data. Writes
-    `val_fid`, `val_kid` into the epoch logs (between evaluations the last values
-    are repeated, so the keys are always there for keras-tuner and CSV loggers)
-    and, given `log_dir`, TensorBoard scalars at the generator step. Put it
-    before callbacks that read the logs.
+    set, in the feature space gan_pkg.evaluate uses for this data, and their SWD
+    (gan_pkg.swd), which needs no feature space. Writes `val_fid`, `val_kid` and
+    `val_swd` into the epoch logs (between evaluations the last values are
+    repeated, so the keys are always there for keras-tuner and CSV loggers) and,
+    given `log_dir`, TensorBoard scalars at the generator step. Put it before
+    callbacks that read the logs.
 
     `features`: the gan_pkg.features.FeatureSpace to measure in; None chooses one
     for `data` (gan_pkg.data.Data; None loads it from `config.data` when the choice
-    needs it; a data classifier it trains is kept in `store`, the run's workdir). When no space fits (unlabelled images, no InceptionV3 weights), one
-    line says so and the callback does nothing: the logs never get `val_fid` or
-    `val_kid` in that run (no made-up inf that would rank checkpoints or trials).
+    needs it; a data classifier it trains is kept in `store`, the run's workdir). When
+    no space fits (unlabelled images, no InceptionV3 weights), one line says so and
+    the logs get `val_swd` only, never `val_fid` or `val_kid` (no made-up inf that
+    would rank checkpoints or trials).
 
     `holdout`: the held-out uint8 images (default `data.holdout`). `num_samples`:
     fixed-noise images per check (InceptionV3 reads each at 299x299, so a check
@@ -258,23 +261,20 @@ class ValFID(keras.callbacks.Callback):
             try:
                 features = features_lib.feature_space(config, data, store=store, log=log)
             except features_lib.FeatureSpaceUnavailable as error:
-                log(f"val_fid off: {error}")
+                log(f"val_fid off: {error}; val_swd only")
         self.features = features
-        if self.features is None:
-            return
         if holdout is None:
             holdout = (data if data is not None else data_lib.load(config)).holdout
-        self.ref_feats, _ = self.features(np.asarray(holdout, np.float32) / 255.0)
+        self.holdout = np.asarray(holdout, np.float32) / 255.0
+        self.ref_feats = None if self.features is None else self.features(self.holdout)[0]
         self.noise = sample_latent((num_samples, config.latent_dim), [config.seed, 97], config.latent_distribution, config.latent_range)
         classes = config.classes.label_input_classes
         self.labels = np.arange(num_samples) % classes if classes else None  # every class alike
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
 
-    def compute(self) -> dict:
-        if self.features is None:
-            raise features_lib.FeatureSpaceUnavailable(f"no feature space to measure val_fid in for {self.config.data}")
+    def _samples(self) -> np.ndarray:
         batches = [slice(i, i + self.batch_size) for i in range(0, int(self.noise.shape[0]), self.batch_size)]
-        images = np.concatenate(
+        return np.concatenate(
             [
                 data_lib.to_unit_range(
                     self.model.sample(self.noise[b], None if self.labels is None else self.labels[b]), self.config.output_range
@@ -282,15 +282,20 @@ class ValFID(keras.callbacks.Callback):
                 for b in batches
             ]
         ).astype(np.float32)
+
+    def compute(self) -> dict:
+        """val_swd, and val_fid and val_kid where a feature space exists; inf for non-finite samples."""
+        names = ("val_swd",) if self.features is None else ("val_fid", "val_kid", "val_swd")
+        images = self._samples()
         if not np.isfinite(images).all():
-            return {"val_fid": float("inf"), "val_kid": float("inf")}
-        feats, _ = self.features(images)
-        kid_mean, _ = kid(feats, self.ref_feats, subsets=50, rng=0)
-        return {"val_fid": fid(feats, self.ref_feats), "val_kid": kid_mean}
+            return dict.fromkeys(names, float("inf"))
+        scores = {"val_swd": swd(images, self.holdout)["swd"]}
+        if self.features is not None:
+            feats, _ = self.features(images)
+            scores.update(val_fid=fid(feats, self.ref_feats), val_kid=kid(feats, self.ref_feats, subsets=50, rng=0)[0])
+        return scores
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.features is None:
-            return
         last_epoch = (self.params or {}).get("epochs")
         if (epoch + 1) % self.every == 0 or not self.last or (last_epoch and epoch + 1 >= last_epoch):
             self.last = self.compute()

@@ -165,6 +165,18 @@ def refresh_batch_norm(classifier, images: np.ndarray) -> None:
             layer.momentum = momentum
 
 
+def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int):
+    """The training split in seeded shuffled batches, reshuffled every epoch. Built here, not by
+    Keras from the arrays: under op determinism tf.data rewrites Keras' parallel map into a
+    sequential one, and TensorFlow logs an error line ("NodeDef mentions attribute
+    use_unbounded_threadpool") for an attribute that rewrite carries over."""
+    import tensorflow as tf
+
+    images, labels = tf.constant(x), tf.constant(y)
+    rows = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch)
+    return rows.map(lambda index: (tf.gather(images, index), tf.gather(labels, index))).prefetch(1)
+
+
 def fit_classifier(x_train, y_train, x_hold, y_hold, num_classes: int = NUM_CLASSES, epochs: int = CLASSIFIER_EPOCHS,
                    seed: int = CLASSIFIER_SEED, name: str = "mnist_classifier", verbose: int = 2,
                    refresh_statistics: bool = False):
@@ -203,7 +215,8 @@ def fit_classifier(x_train, y_train, x_hold, y_hold, num_classes: int = NUM_CLAS
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        trainer.fit(x_train, y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=verbose)
+        # shuffle=False: the batches come shuffled; Keras warns when asked to shuffle a dataset.
+        trainer.fit(_shuffled_batches(x_train, y_train, batch, seed), epochs=epochs, shuffle=False, verbose=verbose)
         if refresh_statistics:
             refresh_batch_norm(classifier, x_train)
 

@@ -320,7 +320,7 @@ PRESETS: dict[str, GANConfig] = {
     # with beta_1 0, an EMA generator. docs/PRESETS.md says what it was measured against.
     "resnet": dataclasses.replace(
         DCGAN, preset="resnet", architecture="resnet", conditioning="noise-code", num_classes=10, class_loss_weight=1.0,
-        image_shape=(32, 32, 3), g_initial_shape=(8, 8, 256), g_filters=(128, 64), d_filters=(64, 128),
+        image_shape=(32, 32, 3), g_initial_shape=(8, 8, 128), g_filters=(64, 32), d_filters=(32, 64),
         g_bn_momentum=0.9, d_bn_momentum=0.0, d_dropout=0.0,
         r1_weight=0.05, reg_every=4, augment="color,translation,cutout",
         beta_1=0.0, beta_2=0.99, g_learning_rate=2e-4, d_learning_rate=2e-4, ema_decay=0.999,

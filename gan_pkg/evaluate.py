@@ -1,10 +1,11 @@
 """Evaluate a generator: sample it, score it, report it beside the real floor.
 
-FID / KID / classifier score / precision-recall / mode
-coverage / memorization (and mean, std, KS for the 1-D preset). A conditional
-generator is asked for every class equally often and also gets, per class, the
-feature classifier's accuracy on its images (TF-GAN's conditional eval) and the
-intra-class FID against the held-out images of that class.
+FID / KID / classifier score / precision-recall / mode coverage in a feature
+space; SWD (gan_pkg.swd) and, for RGB, chroma and colour-histogram figures on the
+pixels themselves; memorization (and mean, std, KS for the 1-D preset). A
+conditional generator is asked for every class equally often and also gets, per
+class, the feature classifier's accuracy on its images (TF-GAN's conditional
+eval) and the intra-class FID against the held-out images of that class.
 
 Every figure is measured against the fixed held-out real set and printed
 beside the same figure for real training images (the real-vs-real floor): a
@@ -17,9 +18,11 @@ digits a small classifier shipped with the package
 `python -m gan_pkg.evaluate --train-classifier` and never retrained implicitly,
 so numbers stay comparable between runs and versions); for other images
 InceptionV3 when its weights are cached, else a classifier trained once on the
-data's own labels. Classifier score and class shares are reported only where the
-space's classes are the data's. With no feature network at all (unlabelled
-images, no InceptionV3) only memorization is measured.
+data's own labels, which is first checked for telling noise and blurred images
+from real ones (gan_pkg.features.check_space). Classifier score and class shares
+are reported only where the space's classes are the data's. With no feature
+network at all (unlabelled images, no InceptionV3) the pixels' figures and
+memorization are measured. gan_pkg.report lays the result out as tables.
 
 CLI:
     python -m gan_pkg.evaluate --export export/gan [--version N] [--features KIND]
@@ -29,6 +32,7 @@ CLI:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -51,7 +55,7 @@ from gan_pkg.classifier import (  # noqa: F401  (re-exported: the evaluator's pu
     get_classifier,
     train_classifier,
 )
-from gan_pkg.features import KINDS, FeatureSpace, FeatureSpaceUnavailable, feature_space, is_mnist_digits
+from gan_pkg.features import KINDS, FeatureSpace, FeatureSpaceUnavailable, check_space, feature_space, is_mnist_digits
 from gan_pkg.metrics import (  # noqa: F401
     KID_SUBSET_SIZE,
     KID_SUBSETS,
@@ -59,15 +63,20 @@ from gan_pkg.metrics import (  # noqa: F401
     NORMAL1D_STD,
     PR_K,
     classifier_score,
+    colour_figures,
     distribution_stats,
     fid,
     frechet_distance,
     kid,
+    mean_chroma,
     memorization,
     mode_coverage,
     nearest_l1,
     precision_recall,
 )
+from gan_pkg.report import ROWS, check_line, features_line, format_markdown, format_table, table_rows  # noqa: F401
+from gan_pkg.swd import resolutions as swd_resolutions
+from gan_pkg.swd import swd
 
 DEFAULT_NUM_SAMPLES = 2000
 MEMORIZATION_QUANTILE = 0.05  # share of held-out images closer to train than the threshold
@@ -182,12 +191,39 @@ def _feature_figures(feats, probs, ref_feats, labels=None, ref_labels=None, kid_
     return figures
 
 
-def _image_figures(images, ref_feats, train_images, space, threshold, kid_rng, labels=None, ref_labels=None) -> dict:
-    """Every figure for one image set: those of `space` (None: no feature network) and memorization."""
+@dataclasses.dataclass
+class Reference:
+    """The held-out set every image figure is measured against, and what is read off it once."""
+
+    images: np.ndarray  # float in [0, 1]
+    feats: np.ndarray | None  # in the feature space; None without one
+    labels: np.ndarray | None  # a conditional evaluation's, for intra-class FID
+    chroma: float | None  # mean CIELAB chroma; None for grey images
+
+    @classmethod
+    def of(cls, images: np.ndarray, space, labels=None) -> Reference:
+        rgb = images.shape[-1] == 3
+        return cls(images, None if space is None else space(images)[0], labels, mean_chroma(images) if rgb else None)
+
+
+def pixel_figures(images: np.ndarray, reference: Reference, seed: int = 0) -> dict:
+    """Figures read off the pixels, needing no network: SWD against the reference (per level too)
+    and, for RGB images, the colour figures (gan_pkg.metrics.colour_figures)."""
+    figures = swd(images, reference.images, seed=seed)
+    del figures["swd_resolutions"]  # the same for every set: the result's, once
+    if reference.chroma is not None:
+        figures.update(colour_figures(images, reference.images, reference.chroma))
+    return figures
+
+
+def _image_figures(images, reference: Reference, train_images, space, threshold, seed, labels=None) -> dict:
+    """Every figure for one image set: those of `space` (None: no feature network), the pixels' and memorization."""
     figures = {}
     if space is not None:
         feats, probs = space(images)
-        figures.update(_feature_figures(feats, probs if space.num_classes else None, ref_feats, labels, ref_labels, kid_rng))
+        probs = probs if space.num_classes else None
+        figures.update(_feature_figures(feats, probs, reference.feats, labels, reference.labels, seed))
+    figures.update(pixel_figures(images, reference, seed))
     if train_images is not None:
         figures.update(memorization(images, train_images, threshold))
     return figures
@@ -195,7 +231,7 @@ def _image_figures(images, ref_feats, train_images, space, threshold, kid_rng, l
 
 def choose_features(config, data, features=None, store: Path | None = None, log=print, store_readonly: bool = False):
     """(space, None), or (None, why) when `features` is None / "auto" and no space fits
-    the data: then only memorization is measured. `features`: a FeatureSpace, None /
+    the data: then the pixels' figures and memorization are measured. `features`: a FeatureSpace, None /
     "auto" to choose, or a kind (gan_pkg.features.KINDS) to insist on (its absence is
     an error). `store`: where a data classifier is kept (gan_pkg.features)."""
     if isinstance(features, FeatureSpace):
@@ -227,7 +263,9 @@ def evaluate_generator(
 
     Image figures are measured in `features` (see `choose_features`; `store`,
     `store_readonly` and `log` go with it). Without any feature space the result
-    has `feature_space` None, the reason in `features_missing`, and memorization only."""
+    has `feature_space` None, the reason in `features_missing`, and the figures that need
+    none: SWD, colour (RGB) and memorization. A space not vetted (gan_pkg.features) is
+    checked first; `feature_check` says whether it can tell degraded images from real ones."""
     from gan_pkg import data as data_lib
 
     started = time.monotonic()
@@ -261,7 +299,7 @@ def evaluate_generator(
 
 
 def _image_evaluation(samples, data, space, num_samples, seed, labels) -> dict:
-    """The image branch of evaluate_generator: reference features, floor, memorization."""
+    """The image branch of evaluate_generator: the reference, the space's check, floor, memorization."""
     holdout = data.holdout.astype(np.float32) / 255.0
     train = data.train  # uint8, possibly memory-mapped (a large folder): scaled chunk by chunk where read whole
     floor_images = np.asarray(train[:num_samples], np.float32) / 255.0
@@ -271,7 +309,7 @@ def _image_evaluation(samples, data, space, num_samples, seed, labels) -> dict:
     # Held-out images vs the training set: how close real, unseen data comes.
     real_nn = nearest_l1(holdout, train)
     threshold = float(np.quantile(real_nn, MEMORIZATION_QUANTILE))
-    ref_feats = None if space is None else space(holdout)[0]
+    reference = Reference.of(holdout, space, holdout_labels)
     result = {
         "reference": f"held-out split ({len(holdout)} images); floor: {len(floor_images)} training images",
         "feature_space": None if space is None else space.name,
@@ -280,11 +318,14 @@ def _image_evaluation(samples, data, space, num_samples, seed, labels) -> dict:
     if space is not None:
         if space.kind == "mnist-classifier":
             result["classifier_sha256"] = space.classifier.sha256  # as evaluations before gan_pkg.features recorded it
+        if not space.vetted:
+            result["feature_check"] = check_space(space, reference.feats, holdout, floor_images, seed)
         result.update(kid_subsets=KID_SUBSETS, kid_subset_size=min(KID_SUBSET_SIZE, num_samples, len(holdout)), pr_k=PR_K)
     result.update(
+        swd_resolutions=swd_resolutions(*holdout.shape[1:3]),
         memorization_threshold=threshold,
-        generated=_image_figures(samples, ref_feats, train, space, threshold, seed, labels, holdout_labels),
-        real_floor=_image_figures(floor_images, ref_feats, None, space, threshold, seed, floor_labels, holdout_labels),
+        generated=_image_figures(samples, reference, train, space, threshold, seed, labels),
+        real_floor=_image_figures(floor_images, reference, None, space, threshold, seed, floor_labels),
     )
     # Memorization's floor is the held-out set itself (training images are
     # trivially at distance 0 from themselves).
@@ -292,87 +333,6 @@ def _image_evaluation(samples, data, space, num_samples, seed, labels) -> dict:
         {"nn_l1_min": float(real_nn.min()), "nn_l1_mean": float(real_nn.mean()), "nn_l1_below_real": float((real_nn < threshold).mean())}
     )
     return result
-
-
-# -- reporting ----------------------------------------------------------------
-ROWS = [
-    ("fid", "FID (lower is better)", "{:.3f}"),
-    ("kid", "KID (lower is better)", None),
-    ("classifier_score", "classifier score (max {classes})", "{:.3f}"),
-    ("precision", "precision (k=3)", "{:.3f}"),
-    ("recall", "recall (k=3)", "{:.3f}"),
-    ("modes_covered", "classes over 5% of samples", "{}"),
-    ("class_histogram", "class shares 0..{last}", None),
-    ("label_accuracy", "label accuracy (mean over classes)", "{:.3f}"),
-    ("label_accuracy_min", "label accuracy, worst class", "{:.3f}"),
-    ("label_accuracy_by_class", "label accuracy by class", None),
-    ("intra_fid", "intra-class FID (mean)", "{:.3f}"),
-    ("nn_l1_min", "nearest-train L1, min", "{:.4f}"),
-    ("nn_l1_mean", "nearest-train L1, mean", "{:.4f}"),
-    ("nn_l1_below_real", "share closer than real (5% quantile)", "{:.3f}"),
-    ("mean", "mean (target 4)", "{:.4f}"),
-    ("std", "std (target 1.25)", "{:.4f}"),
-    ("ks", "KS statistic vs N(4, 1.25)", "{:.4f}"),
-    ("ks_pvalue", "KS p-value", "{:.3g}"),
-]
-
-
-def _cell(figures: dict, key: str, fmt: str | None) -> str:
-    if key == "kid":
-        return f"{figures['kid']:.5f} ± {figures['kid_se']:.5f}"
-    if key in ("class_histogram", "label_accuracy_by_class"):
-        return " ".join(f"{round(100 * s):d}" for s in figures[key]) + " %"
-    return fmt.format(figures[key])
-
-
-def table_rows(result: dict) -> list[tuple[str, str, str]]:
-    gen, floor = result["generated"], result["real_floor"]
-    classes = len(gen.get("class_histogram", ()))  # the feature classifier's classes, where they are the data's
-    return [
-        (label.format(classes=classes, last=classes - 1), _cell(gen, key, fmt), _cell(floor, key, fmt))
-        for key, label, fmt in ROWS
-        if key in gen
-    ]
-
-
-def features_line(result: dict) -> str | None:
-    """What the figures were measured in, or why most are missing; None for 1-D results."""
-    if result.get("feature_space"):
-        return f"features: {result['feature_space']}"
-    return result.get("features_missing")
-
-
-def format_table(result: dict) -> str:
-    rows = [("metric", "generated", "real floor"), *table_rows(result)]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    header = features_line(result)
-    return "\n".join([header, *lines] if header else lines)
-
-
-def format_markdown(result: dict, source: str) -> str:
-    lines = [
-        f"# Evaluation of {source}",
-        "",
-        f"{result['num_samples']} samples (seed {result['seed']}) vs {result['reference']}.",
-    ]
-    if result.get("feature_space"):
-        lines.append(
-            f"Features: {result['feature_space']}. KID: mean ± standard error over "
-            f"{result['kid_subsets']} subsets of {result['kid_subset_size']}."
-        )
-    elif result.get("features_missing"):
-        lines.append(f"No FID, KID, precision or recall: {result['features_missing']}.")
-    if "memorization_threshold" in result:
-        lines.append(
-            "Nearest-train L1 (tutorial 001's l1_compare_images): its floor is the held-out images' distance to the "
-            f"training set; 'closer than real' counts samples under {result['memorization_threshold']:.4f}, "
-            "the 5% quantile of that."
-        )
-    lines += ["", "| metric | generated | real floor |", "| --- | --- | --- |"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in table_rows(result)]
-    return "\n".join(lines) + "\n"
 
 
 # =============================================================================

@@ -17,6 +17,11 @@ they were learnt on. So:
    of the same data is scored in the same space.
 4. Unlabelled images with no Inception weights: no feature network at all;
    `FeatureSpaceUnavailable` says what would give one.
+
+A space is only as good as its power to tell images apart, and a data classifier
+trained on few or easy labels may have little: `check_space` asks whether it can tell
+uniform noise and blurred real images from real ones, and evaluation runs it in every
+space not vetted once and for all (the shipped classifier, InceptionV3's ImageNet weights).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -43,6 +49,7 @@ from gan_pkg.classifier import (
     get_classifier,
     weights_record,
 )
+from gan_pkg.metrics import fid
 
 KINDS = ("auto", "mnist", "inception", "data-classifier")  # what a caller may ask for
 MNIST_DATA = ("mnist-sample", "mnist")  # the digits the shipped classifier was trained on
@@ -60,6 +67,10 @@ STORED_FILES = (STORED_WEIGHTS, STORED_RECORD)
 # epochs than it: small data gets more passes, large data fewer.
 DATA_CLASSIFIER_STEPS = 3000
 TRAIN_BATCH = 64  # fit_classifier's batch
+# check_space: images per degraded set (a small network reads them in moments), and the blur
+# that real images get there: a few pixels, which any space worth reading must notice.
+CHECK_IMAGES = 256
+CHECK_BLUR_SIGMA = 1.5
 
 
 class FeatureSpaceUnavailable(EvaluationError):
@@ -73,11 +84,14 @@ class FeatureSpace:
     """images [N, H, W, C] in [0, 1] -> (features float64 [N, D], class probabilities [N, K] or None).
 
     `num_classes` is K when the probabilities range over the data's own classes
-    (so classifier score, class shares and label accuracy mean something), else 0."""
+    (so classifier score, class shares and label accuracy mean something), else 0.
+    `vetted`: its power to tell images apart was established once (a test, the literature);
+    other spaces are put through `check_space` at every evaluation."""
 
     name: str = ""
     kind: str = ""
     num_classes: int = 0
+    vetted: bool = False
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
@@ -90,9 +104,10 @@ class FeatureSpace:
 class ClassifierSpace(FeatureSpace):
     """The 128-unit `features` layer of a gan_pkg.classifier network, and its class probabilities."""
 
-    def __init__(self, classifier: Classifier, kind: str, name: str, num_classes: int, record: dict | None = None):
+    def __init__(self, classifier: Classifier, kind: str, name: str, num_classes: int, record: dict | None = None,
+                 vetted: bool = False):
         self.classifier, self.kind, self.name, self.num_classes = classifier, kind, name, int(num_classes)
-        self.record = dict(record or {})
+        self.record, self.vetted = dict(record or {}), vetted
 
     def __call__(self, images):
         return self.classifier(images)
@@ -107,7 +122,9 @@ def is_mnist_digits(config) -> bool:
 
 
 def mnist_space() -> ClassifierSpace:
-    return ClassifierSpace(get_classifier(), "mnist-classifier", f"shipped MNIST classifier, {FEATURE_DIM}-unit penultimate layer", 10)
+    # Vetted: a test holds its held-out accuracy to at least 97%.
+    name = f"shipped MNIST classifier, {FEATURE_DIM}-unit penultimate layer"
+    return ClassifierSpace(get_classifier(), "mnist-classifier", name, 10, vetted=True)
 
 
 # -- InceptionV3 --------------------------------------------------------------
@@ -165,6 +182,7 @@ class InceptionSpace(FeatureSpace):
                 input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
             )
         self.sha256 = None if weights is None else hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        self.vetted = weights is not None  # ImageNet's features are the FID literature's; random ones are not
         which = "ImageNet" if weights is not None else "random weights"
         self.name = f"InceptionV3 ({which}) pool features, 2048-d, resized to {INCEPTION_SIZE}x{INCEPTION_SIZE}"
         self._call = tf.function(
@@ -298,7 +316,8 @@ def _train_data_classifier(config, data, classes: int, epochs: int, fingerprint:
     keep = max(1, min(len(data.train), memory_budget() // (4 * math.prod(data.train.shape[1:]))))
     classifier, info = fit_classifier(
         scale(data.train[:keep]), np.asarray(data.train_labels)[:keep], scale(data.holdout), data.holdout_labels,
-        classes, epochs, CLASSIFIER_SEED, name="data_classifier", verbose=0, refresh_statistics=True,
+        classes, epochs, CLASSIFIER_SEED, name="data_classifier", refresh_statistics=True,
+        verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, a line per epoch in logs
     )
     folder.mkdir(parents=True, exist_ok=True)
     classifier.save_weights(str(folder / STORED_WEIGHTS))
@@ -381,6 +400,40 @@ def data_classifier_space(config, data, store: Path | None = None, log=print, ep
         except OSError as error:
             log(f"{store}: cannot copy the feature classifier there ({error}); it stays in {folder}")
     return _load_data_classifier(folder, record)
+
+
+# =============================================================================
+# Checking
+# =============================================================================
+def blurred(images: np.ndarray, sigma: float = CHECK_BLUR_SIGMA) -> np.ndarray:
+    """Each image [N, H, W, C] blurred by a Gaussian of `sigma` px, channel by channel."""
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(np.asarray(images, np.float32), sigma=(0, sigma, sigma, 0))
+
+
+def check_space(space: FeatureSpace, reference_feats: np.ndarray, holdout: np.ndarray, real: np.ndarray,
+                seed: int = 0) -> dict:
+    """Whether `space` tells degraded images from real ones: the FID to `reference_feats` (the
+    space's features of `holdout`) of uniform noise and of the held-out images blurred must both
+    be worse than that of as many `real` training images. All sets are CHECK_IMAGES images at
+    most and equally many, so FID's small-sample bias is the same in each. Images float in [0, 1].
+
+    Returns the FID of real images, that of each degraded set by name, the names that failed,
+    and `too_weak`: whether any did (then the space's figures cannot judge samples)."""
+    count = min(CHECK_IMAGES, len(holdout), len(real))
+    distance = lambda images: fid(space(images)[0], reference_feats)  # noqa: E731
+    degraded = {
+        "uniform noise": np.random.default_rng(seed).random((count, *holdout.shape[1:]), dtype=np.float32),
+        f"held-out images blurred by {CHECK_BLUR_SIGMA} px": blurred(holdout[:count]),
+    }
+    real_fid = distance(real[:count])
+    degraded_fid = {name: distance(images) for name, images in degraded.items()}
+    failed = [name for name, value in degraded_fid.items() if not value > real_fid]
+    return {
+        "images": count, "real_fid": real_fid, "degraded_fid": degraded_fid,
+        "heldout_accuracy": space.describe().get("heldout_accuracy"), "failed": failed, "too_weak": bool(failed),
+    }
 
 
 # =============================================================================

@@ -3,7 +3,10 @@
 `build(hp)` maps the searched values onto the preset's config and builds the
 GAN; `fit(hp, model, ...)` trains it with `training.train` (keras-tuner's own
 callbacks ride along) and returns `val_fid`, the objective keras-tuner minimises,
-measured as `python -m gan_pkg.fit --val-fid-every` measures it (callbacks.ValFID).
+with `val_kid` and `val_swd` beside it, measured as `python -m gan_pkg.fit
+--val-fid-every` measures them (callbacks.ValFID). Data with no feature space
+(unlabelled images, no InceptionV3 weights) has no FID: its trials are ranked by
+`val_swd`, and `GANHyperModel.objective` says which one a tuner must minimise.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ EMA_CHOICES = [0.0, 0.999]
 CLASS_LOSS_WEIGHT_CHOICES = [0.0, 0.5, 1.0]  # only where the data's labels are in use
 
 OBJECTIVE = kt.Objective("val_fid", direction="min")
+SWD_OBJECTIVE = kt.Objective("val_swd", direction="min")  # for data without a feature space
 
 
 def scaled(filters: tuple, first: int) -> tuple:
@@ -46,9 +50,15 @@ class GANHyperModel(kt.HyperModel):
         self.tune_batch_size = tune_batch_size
         self.tune_recipe = tune_recipe
         self.data = data
-        # The objective's feature space, chosen once so every trial is scored in the same one
-        # (raises FeatureSpaceUnavailable, one line, when the data has none).
-        self.features = features.feature_space(base, data, store=self.runs_dir) if base.is_image and data is not None else None
+        # The objective's feature space, chosen once so every trial is scored in the same one;
+        # none for the data: trials are ranked by SWD, which needs none.
+        self.features, self.features_missing = None, None
+        if base.is_image and data is not None:
+            try:
+                self.features = features.feature_space(base, data, store=self.runs_dir)
+            except features.FeatureSpaceUnavailable as error:
+                self.features_missing = str(error)
+        self.objective = SWD_OBJECTIVE if self.features_missing else OBJECTIVE
 
     def config_for(self, hp: kt.HyperParameters) -> GANConfig:
         base = self.base

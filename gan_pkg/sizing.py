@@ -30,7 +30,7 @@ SMALLEST_SIDE = MIN_GRID * 2**MIN_DOUBLINGS
 CONV_FAMILIES = ("dcgan", "conv", "conv-tanh", "resnet")  # sized by grid and doublings
 # The residual family's width at each side: constant multiply-adds per block (width halves as
 # the side doubles), capped where the smallest grids would otherwise dominate the parameters.
-RESIDUAL_WIDTH_BASE, RESIDUAL_WIDTH_MAX = 2048, 256
+RESIDUAL_WIDTH_BASE, RESIDUAL_WIDTH_MAX = 1024, 256
 
 
 def grid_and_doublings(side: int) -> tuple[int, int] | None:

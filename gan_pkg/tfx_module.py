@@ -84,12 +84,12 @@ def run_fn(fn_args) -> None:
 
 
 def tuner_fn(fn_args) -> TunerFnResult:
-    """A Bayesian search on val_fid over filters and learning rates."""
+    """A Bayesian search on val_fid (val_swd where the data has no feature space) over filters and learning rates."""
     directory = getattr(fn_args, "working_dir", None) or fn_args.model_run_dir
     model = _hypermodel(fn_args, f"{directory}/trial_runs")
     tuner = kt.BayesianOptimization(
         model,
-        objective=hypermodel.OBJECTIVE,
+        objective=model.objective,
         max_trials=int((getattr(fn_args, "custom_config", None) or {}).get("max_trials", DEFAULT_MAX_TRIALS)),
         directory=directory,
         project_name="gan_tuning",

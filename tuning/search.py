@@ -1,7 +1,8 @@
 """python tuning/search.py: keras-tuner search for the GAN's filters and learning rates.
 
 The objective is `val_fid` (minimised), measured by gan_pkg.evaluate on the
-held-out split. Rerunning the same command resumes the search (keras-tuner
+held-out split; data with no feature space (unlabelled colour images without
+Inception's weights) is searched on `val_swd` instead. Rerunning the same command resumes the search (keras-tuner
 keeps its state in <directory>/<project>); --overwrite starts over. Distributed
 search uses keras-tuner's own KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP /
 KERASTUNER_ORACLE_PORT variables (docs/TUNING.md).
@@ -66,17 +67,17 @@ def make_tuner(name: str, hypermodel, objective, max_trials: int, epochs: int, d
     return kt.Hyperband(hypermodel, max_epochs=epochs, factor=3, **common)
 
 
-def trial_rows(tuner) -> list[dict]:
-    """One row per trial: hyperparameters, objective, time, status; best first."""
+def trial_rows(tuner, objective: str = "val_fid") -> list[dict]:
+    """One row per trial: hyperparameters, the figures, time, status; best `objective` first."""
     rows = []
     for trial in tuner.oracle.trials.values():
         row = {"trial": trial.trial_id, "status": trial.status}
         row.update({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
-        for metric in ("val_fid", "val_kid", "seconds"):
+        for metric in dict.fromkeys((objective, "val_fid", "val_kid", "val_swd", "seconds")):
             value = trial.metrics.get_last_value(metric) if trial.metrics.exists(metric) else None
             row[metric] = None if value is None else round(float(value), 5 if metric == "val_kid" else 3)
         rows.append(row)
-    return sorted(rows, key=lambda r: (r["val_fid"] is None, r["val_fid"] if r["val_fid"] is not None else 0.0))
+    return sorted(rows, key=lambda r: (r[objective] is None, r[objective] if r[objective] is not None else 0.0))
 
 
 def write_tables(rows: list[dict], directory: Path) -> None:
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
     except (ValueError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    tuner = make_tuner(args.tuner, model, hypermodel.OBJECTIVE, args.max_trials, args.epochs, directory, project, args.overwrite)
+    objective = model.objective.name  # val_fid, or val_swd where the data has no feature space
+    tuner = make_tuner(args.tuner, model, model.objective, args.max_trials, args.epochs, directory, project, args.overwrite)
     is_worker = os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"  # keras-tuner's distributed mode
     done = 0 if is_worker else sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
     if done:
@@ -125,18 +127,18 @@ def main(argv=None) -> int:
         return 0
 
     out = directory / project
-    rows = trial_rows(tuner)
+    rows = trial_rows(tuner, objective)
     write_tables(rows, out)
-    completed = [r for r in rows if r["val_fid"] is not None]
+    completed = [r for r in rows if r[objective] is not None]
     if not completed:
         print("error: no trial completed; see the trial errors above", file=sys.stderr)
         return 1
     best = tuner.get_best_hyperparameters(1)[0]
     best_config = model.config_for(best)
     (out / "best_hyperparameters.json").write_text(
-        json.dumps({"values": best.values, "val_fid": completed[0]["val_fid"], "config": json.loads(best_config.to_json())}, indent=2)
+        json.dumps({"values": best.values, objective: completed[0][objective], "config": json.loads(best_config.to_json())}, indent=2)
     )
-    print(f"best val_fid {completed[0]['val_fid']:.3f} with {json.dumps({k: v for k, v in best.values.items() if not k.startswith('tuner/')})}")
+    print(f"best {objective} {completed[0][objective]:.3f} with {json.dumps({k: v for k, v in best.values.items() if not k.startswith('tuner/')})}")
     print(f"wrote {out / 'best_hyperparameters.json'}, {out / 'trials.csv'}, {out / 'trials.md'}")
     if args.export:
         result = training.train(best_config, out / "best_run", data=planned.data)

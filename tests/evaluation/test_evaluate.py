@@ -194,14 +194,18 @@ def test_untrained_generator_is_worse_than_the_real_floor(untrained_result):
     assert gen["kid"] > floor["kid"]
     assert floor["precision"] > 0.8 and floor["recall"] > 0.8 and floor["modes_covered"] == 10
     assert floor["classifier_score"] > 8
+    assert gen["swd"] > 5 * floor["swd"] and len(gen["swd_levels"]) == len(untrained_result["swd_resolutions"]) == 1
+    assert "chroma_ratio" not in gen  # grey digits: no colour figures
     assert 0 < floor["nn_l1_min"] and floor["nn_l1_below_real"] == pytest.approx(ev.MEMORIZATION_QUANTILE, abs=0.01)
 
 
 def test_mnist_results_name_the_shipped_space_and_its_ten_classes(untrained_result):
     assert untrained_result["features"]["kind"] == "mnist-classifier"
     assert untrained_result["features"]["sha256"] == untrained_result["classifier_sha256"] == ev.get_classifier().sha256
+    assert "feature_check" not in untrained_result  # the shipped classifier is vetted by its own test
     table = ev.format_table(untrained_result)
     assert table.splitlines()[0] == f"features: shipped MNIST classifier, {ev.FEATURE_DIM}-unit penultimate layer"
+    assert table.splitlines()[1].startswith("metric") and "SWD x1e3 at 28 px" in table
     assert "classifier score (max 10)" in table and "class shares 0..9" in table
     assert "held-out images" in ev.format_markdown(untrained_result, "a run")
 
@@ -297,11 +301,12 @@ def test_val_fid_callback_puts_scores_in_logs(trained, tmp_path):
     callback.set_params({"epochs": 3})
     logs = {}
     callback.on_epoch_end(0, logs)  # first epoch: computed even off the schedule
-    assert np.isfinite(logs["val_fid"]) and np.isfinite(logs["val_kid"])
+    assert np.isfinite(logs["val_fid"]) and np.isfinite(logs["val_kid"]) and np.isfinite(logs["val_swd"])
     first = dict(logs)
     logs = {}
     callback.on_epoch_end(1, logs)
     assert logs["val_fid"] == pytest.approx(first["val_fid"])  # fixed noise, same model
+    assert logs["val_swd"] == pytest.approx(first["val_swd"])
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 

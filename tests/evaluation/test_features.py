@@ -161,10 +161,45 @@ def test_evaluation_in_the_data_classifier_space(trained, shapes32, monkeypatch)
     assert real["feature_space"] == trained[0].name
     assert noise["generated"]["fid"] > 5 * real["generated"]["fid"]
     assert real["generated"]["classifier_score"] > 1.75 and len(real["generated"]["class_histogram"]) == 2
+    # A classifier trained here is checked before it is believed: it tells noise and blur from real images.
+    check = real["feature_check"]
+    assert not check["too_weak"] and check["failed"] == [] and check["heldout_accuracy"] >= 0.95
+    assert all(value > check["real_fid"] for value in check["degraded_fid"].values())
+    # The pixels' figures come beside the space's: noise is far from the held-out images, real images near.
+    assert noise["generated"]["swd"] > 10 * real["generated"]["swd"]
+    assert noise["generated"]["chroma_ratio"] > 1.3
+    assert real["generated"]["chroma_ratio"] == pytest.approx(1.0, abs=0.15)
     table = ev.format_table(real)
     assert table.splitlines()[0] == f"features: {trained[0].name}"
+    assert table.splitlines()[1].startswith("feature space check:") and "held-out accuracy" in table.splitlines()[1]
     assert "classifier score (max 2)" in table and "class shares 0..1" in table and "max 10" not in table
+    assert "SWD x1e3 at 32/16 px" in table and "chroma / held-out's (target 1.0)" in table
     assert "held-out images" in ev.format_markdown(real, "a run")
+
+
+class MeanColour(features.FeatureSpace):
+    """A deliberately useless space: each image's mean colour, blind to shapes, edges and blur."""
+
+    kind, name, num_classes = "data-classifier", "mean colour", 0
+
+    def __call__(self, images):
+        return np.asarray(images, np.float64).mean(axis=(1, 2)), None
+
+
+def test_a_space_that_cannot_tell_blur_from_real_images_is_flagged_too_weak(shapes32):
+    sample = real_images_of(shapes32)
+    result = ev.evaluate_generator(sample, RGB32, num_samples=100, data=shapes32, features=MeanColour())
+    check = result["feature_check"]
+    assert check["too_weak"] and check["failed"] == [f"held-out images blurred by {features.CHECK_BLUR_SIGMA} px"]
+    assert check["images"] == HOLDOUT  # as many of each as the held-out set has, up to CHECK_IMAGES
+    warning = ev.format_table(result).splitlines()[1]
+    assert warning.startswith("WARNING: this feature space is too weak to judge samples: held-out images blurred")
+    assert "read SWD and the colour figures" in warning and warning in ev.format_markdown(result, "a run")
+    assert json.loads(json.dumps(result))["feature_check"]["too_weak"] is True  # in evaluation.json too
+
+
+def test_vetted_spaces_are_not_checked_again():
+    assert features.mnist_space().vetted and not MeanColour().vetted
 
 
 class RandomProjection(features.FeatureSpace):
@@ -197,10 +232,14 @@ def test_unlabelled_rgb_without_inception_still_reports_memorization(tmp_path, m
     assert "\n" not in message and str(features.inception_weights_path()) in message and "labels" in message
     result = ev.evaluate_generator(real_images_of(data), RGB32, num_samples=50, data=data)
     assert result["feature_space"] is None and result["features_missing"] == message
-    assert set(result["generated"]) == {"nn_l1_min", "nn_l1_mean", "nn_l1_below_real"}
+    pixels = {"swd", "swd_levels", "chroma", "chroma_ratio", "colour_distance"}  # no feature network needed
+    memorised = {"nn_l1_min", "nn_l1_mean", "nn_l1_below_real"}
+    assert set(result["generated"]) == set(result["real_floor"]) == memorised | pixels
     assert result["generated"]["nn_l1_min"] == 0.0  # training images are copies of themselves
+    assert result["swd_resolutions"] == [32, 16] and len(result["generated"]["swd_levels"]) == 2
     table = ev.format_table(result)
     assert table.splitlines()[0] == message and "nearest-train L1, min" in table
+    assert "SWD x1e3, mean of levels (lower is better)" in table and "colour histogram distance" in table
     assert "FID" not in table
     assert message in ev.format_markdown(result, "a run")
     # The CLI: exit 0, that line and the table, and the report written.
@@ -211,12 +250,22 @@ def test_unlabelled_rgb_without_inception_still_reports_memorization(tmp_path, m
     assert json.loads((tmp_path / "evaluation.json").read_text())["features_missing"] == message
 
 
-def test_val_fid_without_a_space_says_so_once_and_logs_nothing():
+def test_val_fid_without_a_space_says_so_once_and_logs_val_swd_only():
+    import tensorflow as tf
+
     lines = []
-    callback = callbacks.ValFID(RGB32, data=shapes_data(labelled=False), log=lines.append)
+    config = dataclasses.replace(RGB32, latent_dim=4)
+    callback = callbacks.ValFID(config, data=shapes_data(labelled=False), log=lines.append, num_samples=20)
+
+    class Grey:  # a stand-in generator: mid-grey images
+        def sample(self, noise, labels=None):
+            return tf.zeros([noise.shape[0], 32, 32, 3])
+
+    callback.set_model(Grey())
     logs = {}
     callback.on_epoch_end(0, logs)
-    assert logs == {} and len(lines) == 1 and lines[0].startswith("val_fid off: no feature network")
+    assert set(logs) == {"val_swd"} and np.isfinite(logs["val_swd"]) and logs["val_swd"] > 0
+    assert len(lines) == 1 and lines[0].startswith("val_fid off: no feature network") and "val_swd only" in lines[0]
 
 
 def test_asking_for_a_data_classifier_of_unlabelled_data_is_an_error():

@@ -366,3 +366,157 @@ def test_colour_data_says_npm_errors_in_one_line():
     assert colour_data.npm_error(refused, "") == "ECONNREFUSED: FetchError: request failed, reason: connect ECONNREFUSED"
     assert colour_data.npm_error("", "npm error code E404\nnpm error 404 Not Found\n") == "code E404"
     assert colour_data.slug("Smileys & Emotion") == "smileys-emotion" and colour_data.slug("People & Body") == "people-body"
+
+
+# -- bench/time_to_quality.py on colour folders: planned contenders, the data's own space, every probe kept
+
+
+class _PixelSpace(time_to_quality.features_lib.FeatureSpace):
+    """A stand-in feature space (no network to train): a fixed random projection of the pixels."""
+
+    name, kind, vetted = "random pixel projection (test stub)", "stub", False
+
+    def __init__(self, dim: int, features: int = 8):
+        self.weights = np.random.default_rng(0).normal(size=(dim, features)) / np.sqrt(dim)
+
+    def __call__(self, images):
+        return np.asarray(images, np.float64).reshape(len(images), -1) @ self.weights, None
+
+
+@pytest.fixture(scope="module")
+def shapes32(tmp_path_factory):
+    from gan_pkg.shapes import shapes_folder
+
+    return shapes_folder(tmp_path_factory.mktemp("ttq") / "shapes32", size=32, per_class=40)
+
+
+def _tiny_spec(preset):
+    from tiny import SHRINK
+
+    return preset + ":" + ",".join(f"{field}={json.dumps(list(value), separators=(',', ':'))}" for field, value in SHRINK[preset].items())
+
+
+def test_contender_changes_may_hold_lists_and_data_values_apply_first():
+    name, config = time_to_quality.parse_contender("resnet:g_filters=[8,4],d_filters=[4,8],augment=translation,cutout", {"image_size": 32, "augment": "color"})
+    assert (config.g_filters, config.d_filters, config.augment, config.image_size) == ((8, 4), (4, 8), "translation,cutout", 32)
+    assert time_to_quality.parse_contender("dcgan", {"data": "somewhere"})[1].data == "somewhere"
+
+
+def test_mnist_digits_keep_the_shipped_classifiers_probe_and_other_data_get_their_own():
+    from gan_pkg import config as config_lib
+
+    default = config_lib.GANConfig.resolve("dcgan-classcode", {})
+    assert time_to_quality.uses_mnist_probe(default, "auto") and time_to_quality.uses_mnist_probe(default, "mnist")
+    assert not time_to_quality.uses_mnist_probe(default, "data-classifier")
+    assert not time_to_quality.uses_mnist_probe(default.replace(image_size=32, image_shape=(32, 32, 1)), "auto")
+    assert time_to_quality.default_targets(True, {"fid": 1.4}) == (time_to_quality.TARGETS, "the MNIST classifier's fixed targets")
+    assert time_to_quality.default_targets(False, {"fid": 0.5})[0] == tuple(0.5 * m for m in time_to_quality.FLOOR_MULTIPLES)
+
+
+def test_mnist_probe_measures_fid_as_it_always_has_and_records_more_figures():
+    """FIDProbe's FID is the old formula: fixed noise through predict, (x + 1) / 2 clipped, in the shipped classifier's space."""
+    from tiny import tiny
+
+    from gan_pkg import architectures
+    from gan_pkg import data as data_lib
+    from gan_pkg import evaluate
+
+    config = tiny("dcgan")
+    data = data_lib.load(config)
+    generator, _ = architectures.build(config)
+    probe = time_to_quality.FIDProbe(config, data.holdout[:50], 40)
+    classifier = evaluate.get_classifier()
+    images = np.clip((np.asarray(generator.predict(probe.noise, batch_size=250, verbose=0), np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    old = evaluate.fid(classifier(images)[0], classifier(data.holdout[:50].astype(np.float32) / 255.0)[0])
+    figures = probe.figures(generator)
+    assert probe(generator) == pytest.approx(old) and figures["fid"] == pytest.approx(old)
+    assert list(figures) == [key for key in time_to_quality.RECORDED if key in figures] and {"precision", "recall"} <= set(figures)
+
+
+def test_mnist_sample_races_in_the_shipped_classifiers_space_to_the_fixed_targets():
+    from tiny import tiny
+
+    run = time_to_quality.benchmark([("dcgan", "dcgan", tiny("dcgan"))], budget=0.3, every=0.3, seeds=[0], num_samples=24, log=lambda line: None)
+    assert run["feature_space"]["kind"] == "mnist-classifier" and run["targets"] == list(time_to_quality.TARGETS)
+    assert run["holdout_images"] == 100 and run["image_shape"] == [28, 28, 1]
+    (name, seed, curve, how), = run["results"]
+    assert name == "dcgan" and len(curve) >= 2 and all("fid" in point[3] for point in curve)
+
+
+def test_colour_contenders_race_in_the_datas_space_and_every_probe_is_kept(shapes32, tmp_path):
+    """Two presets planned for a colour folder, scored by one probe built before the race:
+    each probe samples through evaluate.keras_sample_fn and records FID and what else evaluate
+    measures; the floor sets the default targets; the JSON and the plot hold every probe."""
+    from tiny import tiny_values
+
+    from gan_pkg import config as config_lib
+
+    contenders = [
+        (preset, preset, config_lib.GANConfig.resolve(preset, {**tiny_values(preset), "data": str(shapes32), "image_size": 32}))
+        for preset in ("dcgan-classcode", "resnet")
+    ]
+    lines = []
+    run = time_to_quality.benchmark(contenders, budget=1.5, every=0.5, seeds=[0], num_samples=24,
+                                    features=_PixelSpace(32 * 32 * 3), log=lines.append)
+    assert lines[0].startswith(f"{shapes32}: 80 images, 32×32 RGB, 2 classes") and len(run["data_summary"]) == 1
+    assert run["image_shape"] == [32, 32, 3] and run["holdout_images"] == 16 and run["feature_space"]["kind"] == "stub"
+    assert "check" in run["feature_space"] or not hasattr(time_to_quality.features_lib, "check_space")
+    assert len(run["targets"]) == len(time_to_quality.FLOOR_MULTIPLES) and run["real_floor"]["fid"] >= 0
+    assert [(name, seed) for name, seed, *_ in run["results"]] == [("dcgan-classcode", 0), ("resnet", 0)]
+    for name, _, curve, how in run["results"]:
+        assert len(curve) >= 2 and curve[-1][0] >= 1.5 and curve[-1][1] > 0 and how == "float32, no XLA"
+        assert all(np.isfinite(point[3]["fid"]) and point[2] == point[3]["fid"] for point in curve)
+        assert {"fid", "precision", "recall"} <= set(curve[-1][3]) <= set(time_to_quality.RECORDED)
+
+    record = time_to_quality.json_record(run, {"command": ["test"]})
+    path = tmp_path / "ttq.json"
+    time_to_quality.files.write_json(path, record)
+    written = json.loads(path.read_text())
+    assert written["command"] == ["test"] and [r["contender"] for r in written["runs"]] == ["dcgan-classcode", "resnet"]
+    assert len(written["probes"]) == sum(len(curve) for *_, curve, _ in run["results"])
+    assert all({"contender", "seed", "seconds", "steps", "figures"} <= set(p) and "fid" in p["figures"] for p in written["probes"])
+    assert written["runs"][1]["config"]["preset"] == "resnet" and written["runs"][1]["config"]["image_shape"] == [32, 32, 3]
+    table = time_to_quality.format_report(run)
+    assert "| dcgan-classcode | 0 | float32, no XLA |" in table and "FID at budget" in table
+    assert time_to_quality.save_curves(run["results"], tmp_path / "ttq.png").stat().st_size > 0
+
+
+def test_contenders_planning_different_images_are_refused(shapes32):
+    from tiny import tiny_values
+
+    from gan_pkg import config as config_lib
+
+    contenders = [
+        (f"{preset} {size}", preset, config_lib.GANConfig.resolve(preset, {**tiny_values(preset), "data": str(shapes32), "image_size": size}))
+        for preset, size in (("dcgan-classcode", 32), ("dcgan", 16))
+    ]
+    with pytest.raises(ValueError, match="contenders plan different images .*16x16x3.*--image-size"):
+        time_to_quality.plan_contenders(contenders, log=lambda line: None)
+
+
+def test_time_to_quality_cli_on_a_colour_folder_writes_every_probe(shapes32, tmp_path, capsys):
+    """The command line end to end on a labelled colour folder, scored in its own data
+    classifier: the one in the (tests' isolated) user cache, put there first with one epoch
+    of training so that the test takes seconds; a contender given as a spec with list values."""
+    from gan_pkg import config as config_lib
+    from gan_pkg import features
+    from gan_pkg.plan import plan
+
+    planned = plan(config_lib.GANConfig.resolve("dcgan-classcode", {"data": str(shapes32), "image_size": 32}), log=lambda line: None)
+    features.feature_space(planned.config, planned.data, kind="data-classifier", epochs=1, log=lambda line: None)
+    out = tmp_path / "ttq.json"
+    time_to_quality.main([
+        "--data", str(shapes32), "--image-size", "32", "--contenders", _tiny_spec("dcgan-classcode"), "--labels", "default",
+        "--set", "batch_size=8", "--set", "precision=float32", "--set", "jit_compile=false",
+        "--budget", "1", "--every", "0.5", "--num-samples", "24", "--json", str(out), "--plot", str(tmp_path / "ttq.png"),
+    ])
+    printed = capsys.readouterr().out
+    assert "features: classifier trained on this data's labelled training split (2 classes" in printed
+    assert "training a feature classifier" not in printed and "default, seed 0:" in printed
+    assert "| default | 0 | float32, no XLA |" in printed and "FID at budget" in printed
+    record = json.loads(out.read_text())
+    assert record["feature_space"]["kind"] == "data-classifier" and record["feature_space"]["epochs"] == 1
+    assert record["targets_from"].startswith("8x4x2 the real floor") and record["command"][:3] == ["bench/time_to_quality.py", "--data", str(shapes32)]
+    assert {p["contender"] for p in record["probes"]} == {"default"} and len(record["probes"]) >= 2
+    assert all("fid" in p["figures"] and p["seed"] == 0 for p in record["probes"])
+    assert (tmp_path / "ttq.png").is_file()

@@ -101,6 +101,22 @@ def test_tuner_fn_searches_val_fid_as_tfx_runs_it(tmp_path):
     assert trial.status == "COMPLETED" and math.isfinite(trial.metrics.get_last_value("val_fid"))
 
 
+def test_data_without_a_feature_space_is_searched_on_val_swd_not_a_stand_in_fid(tmp_path):
+    import numpy as np
+
+    from gan_pkg import hypermodel
+    from gan_pkg.data import Data
+    from gan_pkg.data import load as load_data
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)  # unlabelled RGB
+    config = dataclasses.replace(config_lib.GANConfig(), data="unlabelled", image_shape=(32, 32, 3))
+    model = hypermodel.GANHyperModel(config, tmp_path, data=Data(images[:30], images[30:]))
+    assert model.features is None and "labels" in model.features_missing
+    assert (model.objective.name, model.objective.direction) == ("val_swd", "min")
+    digits = tiny(DEFAULT)
+    assert hypermodel.GANHyperModel(digits, tmp_path, data=load_data(digits)).objective.name == "val_fid"
+
+
 def test_push_publishes_only_blessed_models(candidate, tmp_path):
     with pytest.raises(push.NotBlessed, match="above --max-fid"):
         push.push(candidate, tmp_path / "export", "gan", max_fid=1.0, num_samples=100)
