@@ -13,6 +13,8 @@ import tensorflow as tf
 import time_to_quality
 import train_throughput
 
+from gan_pkg import features as features_lib
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -371,7 +373,7 @@ def test_colour_data_says_npm_errors_in_one_line():
 # -- bench/time_to_quality.py on colour folders: planned contenders, the data's own space, every probe kept
 
 
-class _PixelSpace(time_to_quality.features_lib.FeatureSpace):
+class _PixelSpace(features_lib.FeatureSpace):
     """A stand-in feature space (no network to train): a fixed random projection of the pixels."""
 
     name, kind, vetted = "random pixel projection (test stub)", "stub", False
