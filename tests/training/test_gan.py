@@ -11,7 +11,7 @@ from gan_pkg import data as data_lib
 from gan_pkg import gan as gan_lib
 from gan_pkg import losses, runs, runtime, training
 from gan_pkg.config import GANConfig
-from gan_pkg.recipe import Recipe
+from gan_pkg.recipe import LEGACY_COMPILE_ARGS, Recipe
 from tiny import tiny
 
 
@@ -115,8 +115,8 @@ def _as_written_before_the_recipe(path: Path, ema_decay: float) -> None:
     conditioning = saved["config"].pop("conditioning")
     saved["config"].update(num_classes=0, noise_code_classes=conditioning["classes"], ema_decay=ema_decay)
     recipe = saved["compile_config"].pop("recipe")
-    names = {"augment": "augment_policy", "class_loss_weight": "aux_class_weight"}
-    saved["compile_config"].update({names.get(k, k): v for k, v in recipe.items() if k != "ema_decay"})
+    names = {field: name for name, field in LEGACY_COMPILE_ARGS.items()}  # the fields there were then, by their old names
+    saved["compile_config"].update({names[k]: v for k, v in recipe.items() if k in names})
     files["config.json"] = json.dumps(saved).encode()
     with zipfile.ZipFile(path, "w") as archive:
         for name, content in files.items():
