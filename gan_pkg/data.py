@@ -21,7 +21,7 @@ import tensorflow as tf
 from gan_pkg import folders
 from gan_pkg import records as tfrecords
 from gan_pkg.config import GANConfig
-from gan_pkg.dataset import HOLDOUT_SEED, NAMED_SOURCES, Data, DataError, Survey, split  # noqa: F401  (data's public surface)
+from gan_pkg.dataset import HOLDOUT_SEED, NAMED_SOURCES, Data, DataError, Survey, colour_name, split  # noqa: F401  (data's public surface)
 
 NORMAL1D_MEAN, NORMAL1D_STD = 4.0, 1.25  # tutorial 003's target distribution
 # Tutorial 003 shows results every 200 steps; an epoch of 10 such stages keeps the
@@ -61,10 +61,10 @@ def survey(config: GANConfig) -> Survey:
         else:
             found = f"{labels.min()}..{labels.max()}" if np.issubdtype(labels.dtype, np.number) else str(labels.dtype)
             problem = f"{config.data}: labels must be integers >= 0, found {found}"
-    layout = {1: "grey", 2: "LA", 3: "RGB", 4: "RGBA"}[images.shape[-1]]
+    mode = PIL_MODES[images.shape[-1]]
     count = len(images) + (len(arrays.test_images) if arrays.test_images is not None else 0)
-    transparent = count if layout in ("LA", "RGBA") else 0
-    return Survey(config.data, count, ((images.shape[2], images.shape[1]),), layout in ("RGB", "RGBA"), {layout: len(images)},
+    transparent = count if mode in ("LA", "RGBA") else 0
+    return Survey(config.data, count, ((images.shape[2], images.shape[1]),), colour_name(mode) == "RGB", {mode: len(images)},
                   classes, label_problem=problem, transparent=transparent)
 
 
@@ -124,6 +124,8 @@ def _image_source(config: GANConfig) -> str | Path:
 
 
 # -- arrays: named data sets and .npz files ---------------------------------------
+PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # an array's channel count -> the PIL mode of its images
+
 @dataclasses.dataclass
 class Arrays:
     images: np.ndarray  # uint8 [N, H, W, C]
@@ -230,7 +232,7 @@ def _fit_all(images: np.ndarray, config: GANConfig) -> np.ndarray:
         return images
     from PIL import Image
 
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[images.shape[-1]]
+    mode = PIL_MODES[images.shape[-1]]
     as_pil = lambda image: Image.fromarray(image[..., 0] if mode == "L" else image, mode)  # noqa: E731
     return np.stack([folders.fit_image(as_pil(image), config) for image in images])
 

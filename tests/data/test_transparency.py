@@ -57,11 +57,7 @@ def test_a_transparent_folder_is_composited_onto_the_background_and_the_plan_say
     assert f"transparent pixels composited onto {background} (--background)" in said[0]
 
 
-def test_white_is_the_default_background():
-    assert config_lib.GANConfig().background == "white"
-
-
-def test_an_rgba_npz_is_composited_not_cut_to_its_colour_channels(tmp_path):
+def test_an_rgba_npz_is_composited_not_cut_to_its_colour_channels_onto_white_by_default(tmp_path):
     path = tmp_path / "icons.npz"
     np.savez(path, x_train=np.stack([_rgba()] * 12))
     said = []
