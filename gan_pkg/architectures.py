@@ -26,6 +26,7 @@ from keras import layers
 from gan_pkg.class_code import ClassCode
 from gan_pkg.config import GANConfig
 from gan_pkg.fused_norm import FusedBatchNormalization
+from gan_pkg.minibatch_std import MinibatchStdDev
 from gan_pkg.upsampled_conv import UpsampledConv2D
 
 
@@ -361,9 +362,20 @@ def build_resnet(config: GANConfig):
     x = image
     for i, filters in enumerate(config.d_filters):
         x = _residual_down(config, x, filters, first=i == 0)
+    return generator, _discriminator(config, image, _residual_head(config, x))
+
+
+def _residual_head(config: GANConfig, x):
+    """D's last grid -> its feature vector: averaged over space, or (d_head "dense") PGGAN's
+    epilogue, a conv and a dense layer that see every position of the grid."""
+    if config.d_minibatch_std:
+        x = MinibatchStdDev()(x)
     x = _activation(config.d_activation)(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    return generator, _discriminator(config, image, x)
+    if config.d_head == "pool":
+        return layers.GlobalAveragePooling2D()(x)
+    width = config.d_filters[-1]
+    x = _activation(config.d_activation)(_d_layer(config, layers.Conv2D(width, 3, padding="same"))(x))
+    return _activation(config.d_activation)(_d_layer(config, layers.Dense(width))(layers.Flatten()(x)))
 
 
 ARCHITECTURES: dict[str, Callable[[GANConfig], tuple[keras.Model, keras.Model]]] = {

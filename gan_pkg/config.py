@@ -69,6 +69,8 @@ class GANConfig:
     d_activation: str = option("leaky_relu", "hidden activation")
     d_dropout: float = option(0.25, "dropout after each block")
     d_spectral_norm: bool = option(False, "spectral normalisation of D's conv and dense kernels (Miyato et al. 2018)")
+    d_head: str = option("pool", "resnet: how D's last grid becomes its features: pool (global average) | dense (a 3x3 conv and a dense layer over the whole grid, as PGGAN/StyleGAN)")
+    d_minibatch_std: bool = option(False, "resnet: give D's last grid the batch's standard deviation as an extra channel (PGGAN), so a collapsing generator is seen")
 
     # -- optimisation (tutorial 000: Adam(0.0002, 0.5) for both networks)
     optimizer: str = option("adam", "adam | rmsprop | sgd, for both networks")
@@ -166,6 +168,8 @@ class GANConfig:
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {config.channels}")
         if config.image_size < 0:
             raise ValueError(f"image-size must be a positive side in pixels, got {config.image_size}")
+        if config.d_head not in D_HEADS:
+            raise ValueError(f"d_head must be one of {', '.join(D_HEADS)}, got {config.d_head!r}")
         if config.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {config.lr_schedule!r}")
         if config.class_loss_weight < 0:
@@ -178,6 +182,7 @@ class GANConfig:
 
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
+D_HEADS = ("pool", "dense")  # gan_pkg.architectures._residual_head
 RESIZE_MODES = ("center-crop", "stretch")
 AUGMENT_POLICIES = ("color", "translation", "cutout")  # gan_pkg.augment
 
@@ -315,15 +320,16 @@ PRESETS: dict[str, GANConfig] = {
     # (docs/BENCHMARKS.md, B5).
     "cdcgan": dataclasses.replace(DCGAN, preset="cdcgan", conditioning="label", num_classes=10, class_loss_weight=1.0),
     # Colour images at 16-256 px: residual G and D whose widths follow the side (gan_pkg.sizing),
-    # D without normalisation, with the default's class code and head where the data has labels.
-    # The recipe: non-saturating loss with a lazy R1 penalty, DiffAugment for small folders, Adam
-    # with beta_1 0, an EMA generator. docs/PRESETS.md says what it was measured against.
+    # D without normalisation, ending in PGGAN's epilogue (the batch's spread as a channel, a conv
+    # and a dense layer over its last 4x4 grid), with the default's class code and head where the
+    # data has labels, and its optimiser recipe, EMA and batch. DiffAugment for small folders. No
+    # gradient penalty: at a CPU's budget the steps it costs are worth more. docs/PRESETS.md says
+    # what it was measured against.
     "resnet": dataclasses.replace(
         DCGAN, preset="resnet", architecture="resnet", conditioning="noise-code", num_classes=10, class_loss_weight=1.0,
-        image_shape=(32, 32, 3), g_initial_shape=(8, 8, 128), g_filters=(64, 32), d_filters=(32, 64),
-        g_bn_momentum=0.9, d_bn_momentum=0.0, d_dropout=0.0,
-        r1_weight=0.05, reg_every=4, augment="color,translation,cutout",
-        beta_1=0.0, beta_2=0.99, g_learning_rate=2e-4, d_learning_rate=2e-4, ema_decay=0.999,
+        image_shape=(32, 32, 3), g_initial_shape=(4, 4, 128), g_filters=(64, 32, 16), d_filters=(16, 32, 64),
+        g_bn_momentum=0.9, d_bn_momentum=0.0, d_dropout=0.0, d_head="dense", d_minibatch_std=True,
+        augment="color,translation,cutout", g_learning_rate=6e-4, d_learning_rate=6e-4, ema_decay=0.99,
         batch_size=16, reuse_fakes=True, steps=20000,
     ),
     # Tutorial 001: the book's configurable conv GAN, every per-layer list a field.

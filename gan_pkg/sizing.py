@@ -29,8 +29,10 @@ MIN_FILTERS = 16
 SMALLEST_SIDE = MIN_GRID * 2**MIN_DOUBLINGS
 CONV_FAMILIES = ("dcgan", "conv", "conv-tanh", "resnet")  # sized by grid and doublings
 # The residual family's width at each side: constant multiply-adds per block (width halves as
-# the side doubles), capped where the smallest grids would otherwise dominate the parameters.
-RESIDUAL_WIDTH_BASE, RESIDUAL_WIDTH_MAX = 1024, 256
+# the side doubles), capped where the smallest grids would otherwise dominate the parameters
+# and floored where the largest sides would thin to nothing. The base is what a CPU affords:
+# twice as wide cost three times the time per step and lost at equal time (BENCHMARKS.md).
+RESIDUAL_WIDTH_BASE, RESIDUAL_WIDTH_MAX = 512, 256
 
 
 def grid_and_doublings(side: int) -> tuple[int, int] | None:
@@ -64,7 +66,7 @@ def generated_side(config: GANConfig) -> int:
 
 
 def residual_width(side: int) -> int:
-    return min(RESIDUAL_WIDTH_MAX, RESIDUAL_WIDTH_BASE // side)
+    return max(MIN_FILTERS, min(RESIDUAL_WIDTH_MAX, RESIDUAL_WIDTH_BASE // side))
 
 
 def _residual_sized(config: GANConfig, grid: int, doublings: int) -> GANConfig:
@@ -103,6 +105,8 @@ def sized(config: GANConfig, image_shape: tuple) -> GANConfig:
         )
     grid, doublings = found
     if config.architecture == "resnet":
+        while grid % 2 == 0 and grid > MIN_GRID:  # residual nets start small and double more
+            grid, doublings = grid // 2, doublings + 1
         return _residual_sized(config, grid, doublings)
     extra = doublings - sum(1 for up in config.g_upsample if up > 1)
     changes = {"g_initial_shape": (grid, grid, config.g_initial_shape[-1])}

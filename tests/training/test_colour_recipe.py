@@ -72,7 +72,7 @@ def test_the_colour_recipe_trains_on_a_colour_folder_under_xla(tmp_path):
     the batch instead of every k-th step); the penalties' arithmetic is checked eagerly above."""
     jit_compile = True
     folder = shapes_folder(tmp_path / "shapes", size=32, per_class=20)
-    config = tiny("resnet", data=str(folder), holdout=8, loss="rpgan", r2_weight=0.05, jit_compile=jit_compile)
+    config = tiny("resnet", data=str(folder), holdout=8, loss="rpgan", r1_weight=0.05, reg_every=4, jit_compile=jit_compile)
     planned = plan(config, log=lambda line: None)
     assert planned.config.image_shape == (32, 32, 3) and planned.config.classes.noise_code == 2
     model = training.build_gan(planned.config)
@@ -81,3 +81,40 @@ def test_the_colour_recipe_trains_on_a_colour_folder_under_xla(tmp_path):
     assert np.isfinite(history.history["d_loss"][-1]) and np.isfinite(history.history["g_loss"][-1])
     assert any(not np.allclose(a, b) for a, b in zip(before, model.discriminator.get_weights()))
     assert model.recipe.r1_weight > 0 and model.recipe.loss == "rpgan"
+
+
+def test_minibatch_stddev_is_zero_for_copies_and_grows_with_the_batchs_spread():
+    from gan_pkg.minibatch_std import MinibatchStdDev
+
+    layer = MinibatchStdDev()
+    copies = tf.repeat(tf.random.stateless_normal((1, 4, 4, 3), [0, 2]), 8, axis=0)
+    spread = lambda x: layer(x).numpy()[..., -1]  # noqa: E731
+    assert layer(copies).shape == (8, 4, 4, 4) and np.allclose(layer(copies).numpy()[..., :3], copies.numpy())
+    assert np.allclose(spread(copies), 0.0, atol=1e-3)
+    narrow, wide = (tf.random.stateless_normal((8, 4, 4, 3), [0, 3]) * s for s in (0.5, 2.0))
+    assert 0.0 < spread(narrow).max() < spread(wide).min()
+    assert np.ptp(spread(wide)) == 0.0  # one value for every image and position
+
+
+@pytest.mark.parametrize("head", ["pool", "dense"])
+def test_a_discriminator_with_the_batchs_spread_scores_an_image_by_the_company_it_keeps(head):
+    """With d_minibatch_std, D's score of one image depends on the rest of its batch: a batch of
+    copies (a collapsed generator's) is told from a varied one. Without it, it is not."""
+    config = sizing.sized(config_lib.preset("resnet"), (16, 16, 3)).replace(conditioning="none", num_classes=0, class_loss_weight=0.0, d_head=head)
+    images = tf.random.stateless_uniform((4, 16, 16, 3), [0, 4], -1.0, 1.0)
+    copies = tf.repeat(images[:1], 4, axis=0)
+    for minibatch_std in (False, True):
+        keras.utils.set_random_seed(0)
+        _, discriminator = architectures.build(config.replace(d_minibatch_std=minibatch_std))
+        first = lambda batch: float(discriminator(batch)[0, 0])  # noqa: E731
+        assert (abs(first(images) - first(copies)) > 1e-4) == minibatch_std
+
+
+def test_the_residual_discriminator_head_is_pool_or_dense():
+    config = sizing.sized(config_lib.preset("resnet"), (16, 16, 3)).replace(num_classes=2)
+    dense = architectures.build(config.replace(d_head="dense"))[1]
+    pooled = architectures.build(config.replace(d_head="pool"))[1]
+    assert any(isinstance(layer, keras.layers.Flatten) for layer in dense.layers)
+    assert any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in pooled.layers)
+    with pytest.raises(ValueError, match="d_head must be one of pool, dense, got 'sum'"):
+        config_lib.GANConfig.resolve("resnet", {"d_head": "sum"})
