@@ -56,6 +56,7 @@ class Probe:
 
     def measure(self, images: np.ndarray) -> dict:
         """RECORDED's figures of `images` (float in [0, 1]) that this gan_pkg measures."""
+        self.last_images = images  # what --grids draws
         feats, _ = self.space(images)
         figures = {"fid": evaluate.fid(feats, self.reference)}
         if min(len(feats), len(self.reference)) > evaluate.PR_K:

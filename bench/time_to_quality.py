@@ -208,9 +208,9 @@ def run_contender(spec, config, data, probe, budget, every, label=None):
 
 
 def benchmark(contenders, budget: float, every: float, seeds, num_samples: int = evaluate.DEFAULT_NUM_SAMPLES,
-              features="auto", targets=None, log=print) -> dict:
+              features="auto", targets=None, log=print, grids: Path | None = None) -> dict:
     """Plan the contenders, build the probe and the real floor once, then race each contender
-    per seed. Returns the run: its setting, `results` [(label, seed, curve, how)] and what
+    per seed (`grids`: a folder for each run's last probed samples, 64 of them). Returns the run: its setting, `results` [(label, seed, curve, how)] and what
     `json_record` writes."""
     planned, data, summaries = plan_contenders(contenders, log)
     first = planned[0][2]
@@ -234,6 +234,9 @@ def benchmark(contenders, budget: float, every: float, seeds, num_samples: int =
             configs[(label, seed)] = (spec, seeded)
             curve, how = run_contender(spec, seeded, data, probe.figures, budget, every, f"{label}, seed {seed}")
             results.append((label, seed, curve, how))
+            if grids is not None and getattr(probe, "last_images", None) is not None:
+                name = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+                log(f"samples: {pictures.save_grid(probe.last_images[:64], grids / f'{name}_seed{seed}.png', columns=8)}")
     return {
         "data": first.data, "data_summary": summaries, "image_shape": list(first.image_shape),
         "train_images": len(data.train), "holdout_images": len(data.holdout), "feature_space": space,
@@ -362,6 +365,7 @@ def main(argv=None) -> None:
     parser.add_argument("--targets", type=float, nargs="+", help="FIDs to time; default: TARGETS for MNIST digits, else the real floor's FID x "
                         + ", ".join(f"{m:g}" for m in FLOOR_MULTIPLES))
     parser.add_argument("--plot", type=Path, help="draw every curve into this PNG")
+    parser.add_argument("--grids", type=Path, help="save each run's last probed samples (64) as a PNG grid in this folder")
     parser.add_argument("--json", type=Path, help="write every probe (contender, seed, seconds, steps, figures) into this JSON file")
     parser.add_argument("--labels", nargs="+", help="a short name per contender, in order, for the table and the plot's legend")
     args = parser.parse_args(argv)
@@ -378,7 +382,7 @@ def main(argv=None) -> None:
 
     print(f"# Time to quality (TF {tf.__version__}); CPU: {cpu_description()}", flush=True)
     try:
-        run = benchmark(contenders, args.budget, args.every, args.seeds, args.num_samples, args.features, args.targets)
+        run = benchmark(contenders, args.budget, args.every, args.seeds, args.num_samples, args.features, args.targets, grids=args.grids)
     except (data_lib.DataError, evaluate.EvaluationError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
