@@ -27,9 +27,10 @@ demo: $(STAMP)
 	  kill -TERM $$server; wait $$server; exit $$status
 
 # One pytest-xdist worker per core: most tests wait on tracing, subprocess start-up or
-# loopback I/O, which another worker fills.
+# loopback I/O, which another worker fills. worksteal: a worker that runs dry takes tests
+# queued for the other, so a few long tests near the end do not leave a core idle.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n auto --durations=15
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist worksteal --durations=15
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py --parts

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 import tensorflow as tf
 
 # bench/ is on pytest's pythonpath (pyproject.toml): its scripts import by name, as they do
@@ -511,6 +512,7 @@ def test_time_to_quality_cli_on_a_colour_folder_writes_every_probe(shapes32, tmp
         "--data", str(shapes32), "--image-size", "32", "--contenders", _tiny_spec("dcgan-classcode"), "--labels", "default",
         "--set", "batch_size=8", "--set", "precision=float32", "--set", "jit_compile=false",
         "--budget", "1", "--every", "0.5", "--num-samples", "24", "--json", str(out), "--plot", str(tmp_path / "ttq.png"),
+        "--grids", str(tmp_path / "grids"),
     ])
     printed = capsys.readouterr().out
     assert "features: classifier trained on this data's labelled training split (2 classes" in printed
@@ -522,3 +524,7 @@ def test_time_to_quality_cli_on_a_colour_folder_writes_every_probe(shapes32, tmp
     assert {p["contender"] for p in record["probes"]} == {"default"} and len(record["probes"]) >= 2
     assert all("fid" in p["figures"] and p["seed"] == 0 for p in record["probes"])
     assert (tmp_path / "ttq.png").is_file()
+    # the last probe's samples, 8 to a row (24 here: 3 rows of 32x32 tiles at 3x with 2-pixel gaps)
+    grid = Image.open(tmp_path / "grids" / "default_seed0.png")
+    assert f"samples: {tmp_path / 'grids' / 'default_seed0.png'}" in printed
+    assert grid.mode == "RGB" and grid.size == ((8 * 34 + 2) * 3, (3 * 34 + 2) * 3)

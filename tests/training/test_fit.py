@@ -199,13 +199,29 @@ def _wrong_shape_npz(tmp_path):
         (lambda p: ["--data", str(_wrong_shape_npz(p)), "--channels", "2"], "--channels"),
     ],
 )
-def test_bad_flags_exit_2_with_one_clear_line(tmp_path, flags, message):
+def test_bad_flags_exit_2_with_one_clear_line(tmp_path, flags, message, capsys):
+    """In process (fit.main is the command's whole body); the next test runs one case as a
+    user does, where TensorFlow's own start-up lines would show."""
+    from gan_pkg import fit
+
     flags = flags(tmp_path) if callable(flags) else flags
-    result = run_python("-m", "gan_pkg.fit", "--workdir", str(tmp_path / "run"), "--no-export", *flags)
+    try:
+        code = fit.main(["--workdir", str(tmp_path / "run"), "--no-export", *flags])
+    except SystemExit as exited:
+        code = exited.code
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error: " in lines[0] and message in lines[0], stderr
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_bad_flag_prints_one_line_and_nothing_else_from_a_fresh_interpreter(tmp_path):
+    result = run_python("-m", "gan_pkg.fit", "--workdir", str(tmp_path / "run"), "--no-export", "--data", str(_wrong_shape_npz(tmp_path)), "--channels", "2")
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "error: " in lines[0] and message in lines[0], result.stderr
-    assert not (tmp_path / "run").exists()  # nothing written
+    assert len(lines) == 1 and "error: " in lines[0] and "--channels" in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_val_fid_is_logged_and_the_best_checkpoint_kept(tmp_path):
