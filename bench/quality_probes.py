@@ -43,6 +43,7 @@ class Probe:
         self.space, self.seed, self.holdout = space, seed, holdout
         self.reference, _ = space(holdout)
         self.pixels = pixel_reference(holdout)
+        self.last_images = None  # the last measured samples (time_to_quality --grids draws them)
 
     def samples(self, generator, config=None) -> np.ndarray:
         raise NotImplementedError
@@ -56,7 +57,7 @@ class Probe:
 
     def measure(self, images: np.ndarray) -> dict:
         """RECORDED's figures of `images` (float in [0, 1]) that this gan_pkg measures."""
-        self.last_images = images  # what --grids draws
+        self.last_images = images
         feats, _ = self.space(images)
         figures = {"fid": evaluate.fid(feats, self.reference)}
         if min(len(feats), len(self.reference)) > evaluate.PR_K:

@@ -210,8 +210,8 @@ def run_contender(spec, config, data, probe, budget, every, label=None):
 def benchmark(contenders, budget: float, every: float, seeds, num_samples: int = evaluate.DEFAULT_NUM_SAMPLES,
               features="auto", targets=None, log=print, grids: Path | None = None) -> dict:
     """Plan the contenders, build the probe and the real floor once, then race each contender
-    per seed (`grids`: a folder for each run's last probed samples, 64 of them). Returns the run: its setting, `results` [(label, seed, curve, how)] and what
-    `json_record` writes."""
+    per seed (`grids`: a folder for each run's last probed samples, 64 of them). Returns the
+    run: its setting, `results` [(label, seed, curve, how)] and what `json_record` writes."""
     planned, data, summaries = plan_contenders(contenders, log)
     first = planned[0][2]
     mnist = isinstance(features, str) and uses_mnist_probe(first, features)
@@ -234,7 +234,7 @@ def benchmark(contenders, budget: float, every: float, seeds, num_samples: int =
             configs[(label, seed)] = (spec, seeded)
             curve, how = run_contender(spec, seeded, data, probe.figures, budget, every, f"{label}, seed {seed}")
             results.append((label, seed, curve, how))
-            if grids is not None and getattr(probe, "last_images", None) is not None:
+            if grids is not None and probe.last_images is not None:
                 name = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
                 log(f"samples: {pictures.save_grid(probe.last_images[:64], grids / f'{name}_seed{seed}.png', columns=8)}")
     return {

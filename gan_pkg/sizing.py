@@ -31,7 +31,7 @@ CONV_FAMILIES = ("dcgan", "conv", "conv-tanh", "resnet")  # sized by grid and do
 # The residual family's width at each side: constant multiply-adds per block (width halves as
 # the side doubles), capped where the smallest grids would otherwise dominate the parameters
 # and floored where the largest sides would thin to nothing. The base is what a CPU affords:
-# twice as wide cost three times the time per step and lost at equal time (BENCHMARKS.md).
+# wider nets cost more per step than they gave back at equal time (BENCHMARKS.md B15).
 RESIDUAL_WIDTH_BASE, RESIDUAL_WIDTH_MAX = 512, 256
 
 
@@ -105,7 +105,8 @@ def sized(config: GANConfig, image_shape: tuple) -> GANConfig:
         )
     grid, doublings = found
     if config.architecture == "resnet":
-        while grid % 2 == 0 and grid > MIN_GRID:  # residual nets start small and double more
+        # From the smallest grid: D's last blocks then see the whole image, not patches of it.
+        while grid % 2 == 0 and grid > MIN_GRID:
             grid, doublings = grid // 2, doublings + 1
         return _residual_sized(config, grid, doublings)
     extra = doublings - sum(1 for up in config.g_upsample if up > 1)
